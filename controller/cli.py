@@ -1,0 +1,152 @@
+"""The `relctl` command. Release commands talk to the REST API; exit code 1 + message on error."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import httpx
+
+EXIT_ERROR = 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except CliError as exc:
+        print(f"relctl: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+class CliError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="relctl", description="Release controller for LLM model versions.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the controller: reconcile loop, registry polling, REST API")
+    serve.add_argument("--config", help="settings YAML (see README)")
+    serve.add_argument("--watch", action="append", default=[], metavar="MODEL[:POLICY]",
+                       help="registered model to watch (repeatable)")
+    serve.set_defaults(func=_serve)
+
+    rel = sub.add_parser("release", help="create, inspect and steer releases through the API")
+    rel.add_argument("--api", default=os.environ.get("RELCTL_API", "http://127.0.0.1:8000"))
+    rsub = rel.add_subparsers(dest="release_command", required=True)
+    c = rsub.add_parser("create")
+    c.add_argument("model")
+    c.add_argument("version")
+    c.add_argument("--policy", help="built-in policy name or YAML file")
+    c.set_defaults(func=_release_create)
+    ls = rsub.add_parser("list")
+    ls.add_argument("--model")
+    ls.set_defaults(func=lambda a: _api(a, "GET", "/api/v1/releases", params={"model": a.model} if a.model else None))
+    for name in ("get", "events"):
+        g = rsub.add_parser(name)
+        g.add_argument("release_id")
+        g.set_defaults(func=lambda a, n=name: _api(a, "GET", f"/api/v1/releases/{a.release_id}"
+                                                   + ("/events" if n == "events" else "")))
+    for action in ("abort", "promote", "pause", "resume"):
+        a_ = rsub.add_parser(action)
+        a_.add_argument("release_id")
+        a_.set_defaults(func=lambda a, act=action: _api(a, "POST", f"/api/v1/releases/{a.release_id}/{act}"))
+
+    pol = sub.add_parser("policy", help="validate a rollout policy file")
+    pol.add_argument("action", choices=["validate"])
+    pol.add_argument("file")
+    pol.set_defaults(func=_policy_validate)
+
+    q = sub.add_parser("quantize", help="run the AWQ stage alone on a registered version and print the report")
+    q.add_argument("model")
+    q.add_argument("version")
+    q.add_argument("--backend", default="autoawq", choices=["autoawq", "llmcompressor"])
+    q.add_argument("--mlflow-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"))
+    q.add_argument("--workdir", default=".relctl")
+    q.set_defaults(func=_quantize)
+
+    t = sub.add_parser("build-tiny-model", help="build a tiny Llama checkpoint (offline) for tests and demos")
+    t.add_argument("out")
+    t.add_argument("--init-from", help="continue training this checkpoint")
+    t.add_argument("--steps", type=int, default=200)
+    t.set_defaults(func=_build_tiny)
+
+    d = sub.add_parser("demo", help="run a whole release on this machine with real MLflow, Prometheus and vLLM")
+    d.add_argument("--scenario", choices=["healthy", "faulty"], default="healthy")
+    d.add_argument("--json", action="store_true", help="end with one JSON line describing the outcome")
+    d.add_argument("--workdir", default=None, help="keep the demo's files here (default: a temporary folder)")
+    d.set_defaults(func=_demo)
+    return p
+
+
+def _serve(args) -> int:
+    from controller.server import serve
+    return serve(args.config, args.watch)
+
+
+def _release_create(args) -> int:
+    body = {"model": args.model, "version": args.version}
+    if args.policy:
+        body["policy"] = _read_policy(args.policy)
+    return _api(args, "POST", "/api/v1/releases", json_body=body)
+
+
+def _read_policy(ref: str) -> dict | str:
+    from policies.loader import PolicyError, load_policy
+    try:
+        return load_policy(ref).model_dump(mode="json")
+    except PolicyError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _api(args, method: str, path: str, json_body: dict | None = None, params: dict | None = None) -> int:
+    token = os.environ.get("RELCTL_TOKEN", "")
+    try:
+        resp = httpx.request(method, args.api.rstrip("/") + path, json=json_body, params=params, timeout=30,
+                             headers={"Authorization": f"Bearer {token}"} if token else {})
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach the relctl API at {args.api}: {exc}") from None
+    if resp.status_code >= 400:
+        try:
+            detail = resp.json().get("detail", resp.text)
+        except ValueError:
+            detail = resp.text
+        raise CliError(f"HTTP {resp.status_code}: {detail}")
+    print(json.dumps(resp.json(), indent=2))
+    return 0
+
+
+def _policy_validate(args) -> int:
+    policy = _read_policy(args.file)
+    print(f"{args.file}: valid policy {policy['name']!r}")
+    return 0
+
+
+def _quantize(args) -> int:
+    from controller.quantize_command import quantize_version
+    report = quantize_version(args.mlflow_uri, args.model, args.version, args.backend, args.workdir)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _build_tiny(args) -> int:
+    from pathlib import Path
+    from quantize.tiny_model import build_tiny_llama
+    out = build_tiny_llama(Path(args.out), train_steps=args.steps,
+                           init_from=Path(args.init_from) if args.init_from else None)
+    print(out)
+    return 0
+
+
+def _demo(args) -> int:
+    from controller.demo.run import run_demo
+    return run_demo(args.scenario, as_json=args.json, workdir=args.workdir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

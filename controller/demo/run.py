@@ -1,0 +1,156 @@
+"""`relctl demo`: one real release on this machine, healthy or with a faulty candidate."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from controller.demo.load import LoadGenerator
+from controller.demo.stack import MODEL, DemoStack, build_demo_models
+
+TERMINAL = {"succeeded", "rolled_back", "failed", "aborted"}
+FAULT = {"error_rate": 0.5, "latency_ms": 0, "truncate": False}
+
+
+def say(msg: str) -> None:
+    print(f"[relctl demo {time.strftime('%H:%M:%S', time.gmtime())}Z] {msg}", file=sys.stderr, flush=True)
+
+
+def run_demo(scenario: str, as_json: bool = False, workdir: str | None = None, timeout_s: float = 1200) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="relctl-demo-"))
+    started = time.monotonic()
+    say(f"scenario {scenario}; files in {root}")
+    say("building tiny Llama checkpoints v1 and v2 (cached after the first run)")
+    v1, v2 = build_demo_models()
+    stack = DemoStack(root)
+    try:
+        say("starting MLflow, Prometheus, the gateway and the controller")
+        stack.start()
+        summary = _run_release(stack, v1, v2, scenario, timeout_s)
+        summary["wall_seconds"] = round(time.monotonic() - started, 1)
+    finally:
+        say("stopping everything it started")
+        stack.stop()
+    say(f"outcome {summary['outcome']} in {summary['wall_seconds']} s")
+    if as_json:
+        print(json.dumps(summary))
+    expected = "succeeded" if scenario == "healthy" else "rolled_back"
+    return 0 if summary["outcome"] == expected else 1
+
+
+def _run_release(stack: DemoStack, v1: Path, v2: Path, scenario: str, timeout_s: float) -> dict:
+    from controller.registry.mlflow_registry import MlflowRegistry
+
+    registry = MlflowRegistry(stack.mlflow.url)
+    champion = registry.register_checkpoint(MODEL, v1, description="demo base model")
+    registry.set_alias(MODEL, "champion", champion)
+    say(f"registered v1 as {MODEL} version {champion}, alias champion; waiting for it to serve")
+    wait_serving(stack, timeout_s=400)
+    load = LoadGenerator(stack.gateway_url, MODEL, rps=20).start()
+    try:
+        candidate = registry.register_checkpoint(MODEL, v2, description="demo candidate (v1 trained further)")
+        say(f"registered v2 as version {candidate}; the controller should notice it")
+        release_id = wait_release(stack, candidate, timeout_s=60)
+        if scenario == "faulty":
+            stack.api("PUT", f"/api/v1/faults/{MODEL}/candidate", json=FAULT).raise_for_status()
+            say(f"fault injected on the candidate track: {FAULT['error_rate']:.0%} errors")
+        release = follow(stack, release_id, timeout_s)
+    finally:
+        load.stop()
+    return summarize(stack, release)
+
+
+def wait_serving(stack: DemoStack, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    while time.monotonic() < deadline:
+        try:
+            if httpx.post(f"{stack.gateway_url}/v1/chat/completions", json=body, timeout=10).status_code == 200:
+                scrape_backends(stack)
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(2)
+    raise TimeoutError(f"{MODEL} not served through the gateway after {timeout_s:.0f} s")
+
+
+def wait_release(stack: DemoStack, version: str, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for r in stack.api("GET", "/api/v1/releases", params={"model": MODEL}).json():
+            if r["candidate_version"] == version:
+                say(f"release {r['id']} started for version {version}")
+                return r["id"]
+        time.sleep(1)
+    raise TimeoutError(f"no release started for version {version} within {timeout_s:.0f} s")
+
+
+def follow(stack: DemoStack, release_id: str, timeout_s: float) -> dict:
+    deadline, last = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        release = stack.api("GET", f"/api/v1/releases/{release_id}").json()
+        scrape_backends(stack)
+        counts = track_counts(stack)
+        line = (f"phase {release['phase']:<12} step {release['step_index']} weights {route_weights(stack)} "
+                f"requests {counts['requests']} errors {counts['errors']}")
+        if line != last:
+            say(line + (f" — {release['reason']}" if release["reason"] else ""))
+            last = line
+        if release["phase"] in TERMINAL:
+            return release
+        time.sleep(2)
+    raise TimeoutError(f"release {release_id} did not finish within {timeout_s:.0f} s")
+
+
+def route_weights(stack: DemoStack) -> dict:
+    resp = httpx.get(f"{stack.gateway_url}/admin/routes/{MODEL}", timeout=5,
+                     headers={"Authorization": f"Bearer {stack.gateway_token}"})
+    return resp.json().get("weights", {}) if resp.status_code == 200 else {}
+
+
+def scrape_backends(stack: DemoStack) -> None:
+    """Let Prometheus scrape each vLLM server behind the gateway (vllm:* metrics)."""
+    resp = httpx.get(f"{stack.gateway_url}/admin/routes/{MODEL}", timeout=5,
+                     headers={"Authorization": f"Bearer {stack.gateway_token}"})
+    if resp.status_code == 200:
+        for backend in resp.json().get("backends", []):
+            stack.prometheus.add_target(backend["url"].split("://")[-1], {"job": "vllm"})
+
+
+def track_counts(stack: DemoStack) -> dict:
+    """Live requests and errors per track, from the gateway's own counters."""
+    text = httpx.get(f"{stack.gateway_url}/metrics", timeout=5).text
+    out = {"requests": {"stable": 0, "candidate": 0}, "errors": {"stable": 0, "candidate": 0}}
+    for family in text_string_to_metric_families(text):
+        key = {"relctl_requests": "requests", "relctl_errors": "errors"}.get(family.name)
+        for s in family.samples if key else ():
+            if s.name.endswith("_total") and s.labels.get("mode") == "live" and s.labels.get("track") in out[key]:
+                out[key][s.labels["track"]] += int(s.value)
+    return out
+
+
+def summarize(stack: DemoStack, release: dict) -> dict:
+    events = stack.api("GET", f"/api/v1/releases/{release['id']}/events").json()
+    transitions = [e for e in events if e["kind"] == "transition"]
+    phases = ["pending"] + [e["to_phase"] for e in transitions]
+    counts = track_counts(stack)
+    return {"outcome": release["phase"], "release_id": release["id"], "phases": phases,
+            "requests": counts["requests"], "candidate_errors_served": counts["errors"]["candidate"],
+            "detection_seconds": detection_seconds(transitions), "reason": release["reason"]}
+
+
+def detection_seconds(transitions: list[dict]) -> float | None:
+    """From the first moment the candidate saw traffic (shadow or canary) to the rollback decision."""
+    exposed = next((e["at"] for e in transitions if e["to_phase"] in ("shadow", "canary")), None)
+    rollback = next((e["at"] for e in transitions if e["to_phase"] == "rolling_back"), None)
+    if exposed is None or rollback is None:
+        return None
+    return round((datetime.fromisoformat(rollback) - datetime.fromisoformat(exposed)).total_seconds(), 1)

@@ -1,0 +1,79 @@
+"""The release as an immutable value, and what the controller observed about it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+
+from controller.analysis.types import Verdict
+from controller.domain.phases import Phase
+
+
+class UserAction(StrEnum):
+    PROMOTE = "promote"
+    ABORT = "abort"
+    PAUSE = "pause"
+    RESUME = "resume"
+
+
+@dataclass(frozen=True)
+class Release:
+    id: str
+    model: str
+    candidate_version: str
+    stable_version: str | None
+    phase: Phase
+    phase_started_at: datetime
+    step_index: int = 0
+    paused_from: Phase | None = None
+    requested_action: UserAction | None = None
+    status: dict = field(default_factory=dict)   # build, deployment, analysis state (JSON)
+    reason: str = ""
+    row_version: int = 1
+
+    def evolve(self, **changes) -> "Release":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    """Result of the quantization stage (ensure_quantized)."""
+    ok: bool
+    version: str | None = None
+    report: dict = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeployOutcome:
+    state: str            # "ready" | "starting" | "failed"
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Observations:
+    now: datetime
+    build: BuildOutcome | None = None
+    gate: GateOutcome | None = None
+    deployment: DeployOutcome | None = None
+    verdict: Verdict | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The next state of a release and why. `new_window` asks analysis to start counting afresh."""
+    phase: Phase
+    step_index: int
+    reason: str = ""
+    paused_from: Phase | None = None
+    new_window: bool = False
+    clear_action: bool = False
+
+    def changes(self, release: Release) -> bool:
+        return (self.phase, self.step_index) != (release.phase, release.step_index) or self.clear_action

@@ -1,0 +1,32 @@
+"""The pool interface: where model servers run, and what they can serve."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Served:
+    """A model server as the pool sees it now."""
+    model: str
+    version: str
+    url: str
+    state: str            # "starting" | "ready" | "failed" | "stopped"
+    detail: str = ""
+
+
+class Pool(Protocol):
+    name: str
+
+    def can_serve(self, quantization: str | None) -> tuple[bool, str]:
+        """Whether this pool can serve a checkpoint of that quantization (None = full precision), and why."""
+
+    def ensure(self, model: str, version: str, artifact_dir: Path) -> Served:
+        """Start the server if it is not running (idempotent; adopts a server started before a restart)."""
+
+    def status(self, model: str, version: str) -> Served | None: ...
+
+    def stop(self, model: str, version: str) -> None: ...
+
+    def stop_all(self) -> None: ...

@@ -1,0 +1,117 @@
+"""Local pool: vLLM OpenAI servers as child processes on this machine.
+
+Servers run in their own session so that a controller crash leaves them serving; the
+deployment table remembers pid and port, and a restarted controller adopts them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from controller.pools.base import Served
+from controller.ports import free_port, http_ok, pid_alive, stop_group
+from controller.store.deployments import DeploymentStore
+
+log = logging.getLogger(__name__)
+
+CPU_AWQ_REASON = ("vLLM's CPU build has no 4-bit AWQ kernel for this CPU (AVX2 without AVX-512): "
+                  "AWQ builds are served on GPU pools only")
+
+
+class LocalVllmPool:
+    def __init__(self, deployments: DeploymentStore, workdir: Path, *, device: str = "cpu",
+                 name: str = "local", max_model_len: int = 512, extra_args: tuple[str, ...] = ()):
+        self.name = name
+        self.device = device
+        self._deployments = deployments
+        self._logs = Path(workdir) / "pool-logs"
+        self._max_model_len = max_model_len
+        self._extra_args = extra_args
+        self._children: dict[str, subprocess.Popen] = {}
+
+    def can_serve(self, quantization: str | None) -> tuple[bool, str]:
+        if quantization in (None, "", "none"):
+            return True, "full precision"
+        if quantization == "awq" and self.device == "gpu":
+            return True, "GPU pool serves AWQ with vLLM's awq kernels"
+        if quantization == "awq":
+            return False, CPU_AWQ_REASON
+        return False, f"pool {self.name} does not serve {quantization!r} checkpoints"
+
+    def ensure(self, model: str, version: str, artifact_dir: Path) -> Served:
+        key = self._key(model, version)
+        row = self._deployments.get(key)
+        if row is not None and row.state in ("starting", "ready") and pid_alive(row.pid):
+            return self._observe(key, row.model, row.version, row.url, row.state)
+        port = free_port()
+        core = self._free_core()
+        proc = self._spawn(model, artifact_dir, port, key, core)
+        url = f"http://127.0.0.1:{port}"
+        self._deployments.put(key, pool=self.name, model=model, version=version, artifact=str(artifact_dir),
+                              url=url, pid=proc.pid, state="starting", detail={"core": core})
+        log.info("pool.start", extra={"model": model, "version": version, "url": url, "pid": proc.pid})
+        return Served(model, version, url, "starting", f"pid {proc.pid}")
+
+    def status(self, model: str, version: str) -> Served | None:
+        key = self._key(model, version)
+        row = self._deployments.get(key)
+        if row is None or row.state == "stopped":
+            return None
+        return self._observe(key, model, version, row.url, row.state)
+
+    def stop(self, model: str, version: str) -> None:
+        key = self._key(model, version)
+        row = self._deployments.get(key)
+        if row is None or row.state == "stopped":
+            return
+        stop_group(row.pid)
+        self._children.pop(key, None)
+        self._deployments.put(key, state="stopped")
+        log.info("pool.stop", extra={"model": model, "version": version})
+
+    def stop_all(self) -> None:
+        for row in self._deployments.live(self.name):
+            self.stop(row.model, row.version)
+
+    def _observe(self, key: str, model: str, version: str, url: str, state: str) -> Served:
+        row = self._deployments.get(key)
+        child = self._children.get(key)
+        dead = (child.poll() is not None) if child else not pid_alive(row.pid)
+        if dead:
+            self._deployments.put(key, state="failed")
+            return Served(model, version, url, "failed", f"server exited; see {self._log_path(key)}")
+        if state != "ready" and http_ok(f"{url}/health"):
+            self._deployments.put(key, state="ready")
+            state = "ready"
+        return Served(model, version, url, state)
+
+    def _spawn(self, model: str, artifact_dir: Path, port: int, key: str, core: int) -> subprocess.Popen:
+        self._logs.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(artifact_dir),
+               "--served-model-name", model, "--host", "127.0.0.1", "--port", str(port),
+               "--max-model-len", str(self._max_model_len), *self._extra_args]
+        env = dict(os.environ)
+        if self.device == "cpu":
+            cmd += ["--dtype", "float32"]
+            env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+            env["VLLM_CPU_OMP_THREADS_BIND"] = str(core)
+        with open(self._log_path(key), "ab") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self._children[key] = proc
+        return proc
+
+    def _free_core(self) -> int:
+        """Pin each CPU server to its own core so two servers do not fight over the same one."""
+        cores = sorted(os.sched_getaffinity(0))
+        used = {(r.detail or {}).get("core") for r in self._deployments.live(self.name)}
+        free = [c for c in cores if c not in used]
+        return (free or cores)[0]
+
+    def _log_path(self, key: str) -> Path:
+        return self._logs / (key.replace(":", "_").replace("/", "_") + ".log")
+
+    def _key(self, model: str, version: str) -> str:
+        return f"{self.name}:{model}:{version}"

@@ -1,0 +1,128 @@
+"""The release store: releases with optimistic locking, append-only events."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from controller.domain.phases import TERMINAL, Phase
+from controller.domain.release import Release, UserAction
+from controller.store.models import EventRow, ReleaseRow
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(RuntimeError):
+    """Another writer changed the release first, or the request clashes with its state."""
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def to_release(row: ReleaseRow) -> Release:
+    return Release(
+        id=row.id, model=row.model, candidate_version=row.candidate_version,
+        stable_version=row.stable_version, phase=Phase(row.phase),
+        phase_started_at=_utc(row.phase_started_at), step_index=row.step_index,
+        paused_from=Phase(row.paused_from) if row.paused_from else None,
+        requested_action=UserAction(row.requested_action) if row.requested_action else None,
+        status=dict(row.status or {}), reason=row.reason, row_version=row.row_version,
+    )
+
+
+class ReleaseStore:
+    def __init__(self, sessions: sessionmaker[Session]):
+        self._sessions = sessions
+
+    def create(self, model: str, candidate: str, stable: str | None, policy: dict, now: datetime,
+               reason: str = "") -> Release:
+        with self._sessions.begin() as s:
+            active = s.scalar(select(ReleaseRow.id).where(
+                ReleaseRow.model == model, ReleaseRow.phase.not_in([p.value for p in TERMINAL])))
+            if active:
+                raise Conflict(f"model {model!r} already has an active release {active}")
+            row = ReleaseRow(id=f"rel-{uuid.uuid4().hex[:12]}", model=model, candidate_version=candidate,
+                             stable_version=stable, policy=policy, phase=Phase.PENDING.value, step_index=0,
+                             phase_started_at=now, status={}, reason=reason, row_version=1,
+                             created_at=now, updated_at=now)
+            s.add(row)
+            s.flush()
+            s.add(EventRow(release_id=row.id, at=now, kind="created", to_phase=Phase.PENDING.value,
+                           reason=reason or f"release of {model} version {candidate}",
+                           data={"candidate": candidate, "stable": stable}, dedup_key="created"))
+            return to_release(row)
+
+    def get(self, release_id: str) -> Release:
+        with self._sessions() as s:
+            row = s.get(ReleaseRow, release_id)
+            if row is None:
+                raise NotFound(f"no release {release_id!r}")
+            return to_release(row)
+
+    def policy_of(self, release_id: str) -> dict:
+        with self._sessions() as s:
+            row = s.get(ReleaseRow, release_id)
+            if row is None:
+                raise NotFound(f"no release {release_id!r}")
+            return dict(row.policy)
+
+    def list(self, model: str | None = None, active_only: bool = False) -> list[Release]:
+        q = select(ReleaseRow).order_by(ReleaseRow.created_at.desc())
+        if model:
+            q = q.where(ReleaseRow.model == model)
+        if active_only:
+            q = q.where(ReleaseRow.phase.not_in([p.value for p in TERMINAL]))
+        with self._sessions() as s:
+            return [to_release(r) for r in s.scalars(q)]
+
+    def save(self, old: Release, new: Release, events: list[dict], now: datetime) -> Release:
+        """Write `new` if nobody wrote since `old` was read; append its events in the same transaction."""
+        values = dict(phase=new.phase.value, step_index=new.step_index, phase_started_at=new.phase_started_at,
+                      paused_from=new.paused_from.value if new.paused_from else None,
+                      requested_action=new.requested_action.value if new.requested_action else None,
+                      status=new.status, reason=new.reason, stable_version=new.stable_version,
+                      row_version=old.row_version + 1, updated_at=now)
+        with self._sessions.begin() as s:
+            done = s.execute(update(ReleaseRow).where(ReleaseRow.id == old.id,
+                                                      ReleaseRow.row_version == old.row_version).values(**values))
+            if done.rowcount != 1:
+                raise Conflict(f"release {old.id} changed while it was being reconciled")
+            for ev in events:
+                s.add(EventRow(release_id=old.id, at=now, **ev))
+        return new.evolve(row_version=old.row_version + 1)
+
+    def request_action(self, release_id: str, action: UserAction, now: datetime) -> Release:
+        for _ in range(5):  # retry: the reconcile loop may write between our read and write
+            current = self.get(release_id)
+            if current.phase in TERMINAL:
+                raise Conflict(f"release {release_id} already ended in {current.phase}")
+            try:
+                return self.save(current, current.evolve(requested_action=action),
+                                 [dict(kind="action", reason=f"{action.value} requested", data={})], now)
+            except Conflict:
+                continue
+        raise Conflict(f"release {release_id} is busy; try again")
+
+    def append_event(self, release_id: str, kind: str, reason: str, data: dict, now: datetime,
+                     dedup_key: str | None = None) -> bool:
+        """Append one event; with a dedup_key an event already recorded is not written twice."""
+        try:
+            with self._sessions.begin() as s:
+                s.add(EventRow(release_id=release_id, at=now, kind=kind, reason=reason, data=data,
+                               dedup_key=dedup_key))
+            return True
+        except IntegrityError:
+            return False
+
+    def events(self, release_id: str) -> list[dict]:
+        self.get(release_id)
+        with self._sessions() as s:
+            rows = s.scalars(select(EventRow).where(EventRow.release_id == release_id).order_by(EventRow.id))
+            return [dict(id=r.id, at=_utc(r.at).isoformat(), kind=r.kind, from_phase=r.from_phase,
+                         to_phase=r.to_phase, reason=r.reason, data=r.data) for r in rows]

@@ -1,0 +1,62 @@
+"""Policy fields for canary and shadow analysis (the judge's knobs).
+
+Defaults are the safe choice: a release's false-rollback probability is at most
+`shadow_alpha + alpha`, whatever the number of ticks, and promotion needs positive
+evidence of "no regression" plus a minimum soak and sample count in every window.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class AnalysisPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # False-alarm budgets and the sequential tests.
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="canary false-rollback budget, split across the metrics judged")
+    shadow_alpha: float = Field(0.01, gt=0, lt=0.5, description="false-rollback budget of the paired shadow test")
+    beta: float = Field(0.2, gt=0, lt=0.5, description="SPRT type II error: sets the boundary for accepting 'no regression'")
+    min_effect: float = Field(2.0, gt=1, le=100, description="smallest error-rate ratio candidate/stable worth catching")
+    mixture_k0: float = Field(10.0, gt=0, le=1e6, description="Beta-mixture prior concentration (smaller: faster on large effects)")
+    sprt_weight: float = Field(0.5, ge=0, le=1, description="weight of the SPRT in the averaged e-value (rest: Beta mixture)")
+    error_alpha_share: float = Field(0.5, gt=0, lt=1, description="share of alpha for errors when latency is judged too")
+    error_rate_tolerance: float = Field(
+        0.02, ge=0, lt=1, description="accept 'no regression' when the candidate's error rate is confidently below this "
+                                      "(errors too rare for the relative test); 0 disables")
+    # Latency: requests over the stable version's percentiles, judged like errors.
+    latency_metrics: list[Literal["e2e", "ttft"]] = Field(default_factory=lambda: ["e2e", "ttft"])
+    latency_quantiles: list[float] = Field(default_factory=lambda: [0.5, 0.95, 0.99])
+    latency_min_effect: float = Field(1.5, gt=1, le=100, description="smallest exceedance-rate ratio worth catching")
+    latency_lookback_seconds: float = Field(300, gt=0, description="stable history used to fix latency thresholds")
+    latency_min_samples: int = Field(100, ge=1, description="stable requests needed to fix a latency threshold")
+    require_latency_acceptance: bool = Field(False, description="latency must also accept 'no regression' to promote")
+    # Sample-ratio mismatch: pauses the release.
+    srm_alpha: float = Field(0.001, gt=0, lt=0.5, description="false-pause budget of the sample-ratio check")
+    srm_k0: float = Field(1000.0, gt=0, le=1e9, description="SRM prior concentration (larger: finer mismatches)")
+    # Promotion and timing, per window (shadow phase or canary step).
+    min_requests: int = Field(50, ge=1, description="candidate requests (canary) or mirrored pairs (shadow) per window before promotion")
+    min_soak_seconds: float = Field(30, ge=0, description="counted seconds per window before promotion")
+    settle_seconds: float = Field(5, ge=0, description="wait after a window starts before counting (>= 2 scrape intervals)")
+    max_window_seconds: float = Field(1800, gt=0, description="no decision after this long pauses the release")
+    max_inconclusive_seconds: float = Field(120, gt=0, description="metrics missing this long pauses the release")
+    # Hard guards act at once.
+    max_error_rate: float = Field(0.2, gt=0, le=1, description="hard guard: candidate error rate that rolls back at once")
+    guard_min_requests: int = Field(20, ge=1, description="candidate requests (or pairs) before the hard guard may act")
+
+    @field_validator("latency_quantiles")
+    @classmethod
+    def _quantiles(cls, qs: list[float]) -> list[float]:
+        if any(not 0 < q < 1 for q in qs):
+            raise ValueError("each latency quantile must lie strictly between 0 and 1, e.g. 0.99")
+        if len(set(qs)) != len(qs):
+            raise ValueError("latency quantiles must be unique")
+        return sorted(qs)
+
+    @field_validator("latency_metrics")
+    @classmethod
+    def _unique_kinds(cls, kinds: list[str]) -> list[str]:
+        if len(set(kinds)) != len(kinds):
+            raise ValueError("latency metrics must be unique")
+        return kinds

@@ -1,0 +1,73 @@
+"""The release store on a real SQLite database: migrations, optimistic locking, append-only events."""
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.orm import sessionmaker
+
+from controller.domain.phases import Phase
+from controller.domain.release import UserAction
+from controller.store.db import make_engine, migrate
+from controller.store.releases import Conflict, NotFound, ReleaseStore
+
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def store(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    migrate(engine)
+    migrate(engine)  # idempotent
+    assert {"releases", "events", "deployments", "audit_records", "registry_seen"} <= set(inspect(engine).get_table_names())
+    return ReleaseStore(sessionmaker(engine, expire_on_commit=False))
+
+
+def test_create_and_read_back(store):
+    r = store.create("m", "2", "1", {"name": "default"}, NOW)
+    assert store.get(r.id).phase == Phase.PENDING
+    assert [e["kind"] for e in store.events(r.id)] == ["created"]
+    with pytest.raises(Conflict, match="already has an active release"):
+        store.create("m", "3", "1", {}, NOW)
+
+
+def test_stale_write_is_refused(store):
+    r = store.create("m", "2", "1", {}, NOW)
+    store.save(r, r.evolve(phase=Phase.QUANTIZING), [dict(kind="transition", reason="go")], NOW)
+    with pytest.raises(Conflict):
+        store.save(r, r.evolve(phase=Phase.FAILED), [dict(kind="transition", reason="stale")], NOW)
+    assert store.get(r.id).phase == Phase.QUANTIZING
+    assert [e["reason"] for e in store.events(r.id)][-1] == "go"   # the refused write left no event
+
+
+def test_request_action_and_terminal(store):
+    r = store.create("m", "2", "1", {}, NOW)
+    assert store.request_action(r.id, UserAction.ABORT, NOW).requested_action == UserAction.ABORT
+    current = store.get(r.id)
+    store.save(current, current.evolve(phase=Phase.ABORTED), [], NOW)
+    with pytest.raises(Conflict, match="already ended"):
+        store.request_action(r.id, UserAction.PAUSE, NOW)
+
+
+def test_unknown_release(store):
+    with pytest.raises(NotFound):
+        store.get("rel-nope")
+
+
+def test_dedup_key_appends_once(store):
+    r = store.create("m", "2", "1", {}, NOW)
+    assert store.append_event(r.id, "info", "x", {}, NOW, dedup_key="k")
+    assert not store.append_event(r.id, "info", "x", {}, NOW, dedup_key="k")
+    assert len(store.events(r.id)) == 2
+
+
+def test_events_are_append_only(store):
+    from sqlalchemy import text
+    from sqlalchemy.exc import DatabaseError
+    r = store.create("m", "2", "1", {}, NOW)
+    with pytest.raises(DatabaseError, match="append-only"):
+        with store._sessions.begin() as s:
+            s.execute(text("UPDATE events SET reason = 'rewritten'"))
+    with pytest.raises(DatabaseError, match="append-only"):
+        with store._sessions.begin() as s:
+            s.execute(text("DELETE FROM events"))
+    assert store.events(r.id)[0]["reason"] != "rewritten"
