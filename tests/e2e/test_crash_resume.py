@@ -1,0 +1,111 @@
+"""SIGKILL the controller during the canary: the release continues from the store.
+
+Also checks bad input against the real running stack (CLI and API): an invalid policy
+file, an unknown model, a wrong token — each a clear error that changes nothing.
+"""
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from controller.demo.load import LoadGenerator
+from controller.demo.run import wait_serving
+from controller.demo.stack import MODEL, DemoStack, build_demo_models
+from controller.registry.mlflow_registry import MlflowRegistry
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    v1, v2 = build_demo_models()
+    s = DemoStack(tmp_path_factory.mktemp("crash")).start()
+    registry = MlflowRegistry(s.mlflow.url)
+    registry.set_alias(MODEL, "champion", registry.register_checkpoint(MODEL, v1))
+    wait_serving(s, timeout_s=400)
+    s.versions = (v1, v2)
+    s.registry = registry
+    yield s
+    s.stop()
+
+
+def releases(stack):
+    return stack.api("GET", "/api/v1/releases", params={"model": MODEL}).json()
+
+
+def cli(stack, *args, token=None):
+    env = {**os.environ, "RELCTL_API": stack.api_url, "RELCTL_TOKEN": token or stack.api_token}
+    return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+def test_bad_input_gets_clear_errors_and_changes_nothing(stack, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("canary:\n  steps: [50, 10]\n")
+    r = cli(stack, "policy", "validate", str(bad))
+    assert r.returncode == 1 and "canary.steps" in r.stderr
+    r = cli(stack, "release", "create", MODEL, "1", "--policy", str(bad))
+    assert r.returncode == 1 and "canary.steps" in r.stderr
+    r = cli(stack, "release", "create", "no-such-model", "1")
+    assert r.returncode == 1 and "no-such-model" in r.stderr and "HTTP 422" in r.stderr
+    r = cli(stack, "release", "list", token="wrong-token")
+    assert r.returncode == 1 and "HTTP 401" in r.stderr
+    resp = httpx.get(f"{stack.api_url}/api/v1/releases", headers={"Authorization": "Bearer nope"})
+    assert resp.status_code == 401
+    assert releases(stack) == []
+
+
+def test_sigkill_during_canary_resumes_from_store(stack):
+    load = LoadGenerator(stack.gateway_url, MODEL, rps=20).start()
+    try:
+        candidate = stack.registry.register_checkpoint(MODEL, stack.versions[1])
+        rel = wait_for(lambda: next((r for r in releases(stack) if r["candidate_version"] == candidate), None), 60)
+        wait_for(lambda: stack.api("GET", f"/api/v1/releases/{rel['id']}").json()["phase"] == "canary", 600)
+        before = deployments(stack)
+        stack.kill_controller()
+        time.sleep(3)
+        stack.start_controller()
+        final = wait_for(lambda: terminal(stack, rel["id"]), 600)
+    finally:
+        load.stop()
+    assert final["phase"] == "succeeded", final
+    after = deployments(stack)
+    cand = next(d for d in before if d["version"] == candidate)
+    assert next(d for d in after if d["version"] == candidate)["pid"] == cand["pid"], "candidate restarted"
+    assert pool_starts(stack) == 2, "a server was started twice"
+    events = stack.api("GET", f"/api/v1/releases/{rel['id']}/events").json()
+    chain = [e for e in events if e["kind"] == "transition"]
+    for prev, nxt in zip(chain, chain[1:]):
+        assert prev["to_phase"] == nxt["from_phase"], "an event is missing from the chain"
+    steps = [e["data"]["step"] for e in chain if e["to_phase"] == "canary"]
+    assert steps == sorted(set(steps)), f"canary steps repeated or lost: {steps}"
+    assert [e["to_phase"] for e in chain][-2:] == ["promoting", "succeeded"]
+    assert stack.registry.get_alias(MODEL, "champion") == candidate
+
+
+def deployments(stack) -> list[dict]:
+    from sqlalchemy import create_engine, text
+    with create_engine(stack.db_url).connect() as c:
+        return [dict(r._mapping) for r in c.execute(text("SELECT version, pid, state FROM deployments"))]
+
+
+def pool_starts(stack) -> int:
+    return sum(1 for line in (stack.workdir / "controller.log").read_text().splitlines() if '"pool.start"' in line)
+
+
+def terminal(stack, rid):
+    r = stack.api("GET", f"/api/v1/releases/{rid}").json()
+    return r if r["phase"] in ("succeeded", "rolled_back", "failed", "aborted") else None
+
+
+def wait_for(fn, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(1)
+    raise TimeoutError(f"condition not met within {timeout} s")

@@ -1,0 +1,40 @@
+"""Both demo scenarios, end to end: real MLflow server, Prometheus, gateway, vLLM on CPU, AWQ."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+FULL_PATH = ["pending", "quantizing", "evaluating", "deploying", "shadow", "canary"]
+
+
+def run_demo(scenario: str, tmp_path) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "controller.cli", "demo", "--scenario", scenario, "--json",
+                           "--workdir", str(tmp_path / scenario)], capture_output=True, text=True, timeout=1500)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no JSON summary; exit {proc.returncode}\n{proc.stderr[-4000:]}"
+    summary = json.loads(lines[-1])
+    summary["exit_code"] = proc.returncode
+    print(json.dumps(summary))
+    return summary
+
+
+def test_healthy_release_is_promoted(tmp_path):
+    s = run_demo("healthy", tmp_path)
+    assert s["outcome"] == "succeeded", s
+    assert s["exit_code"] == 0
+    assert s["phases"][:6] == FULL_PATH and s["phases"][-2:] == ["promoting", "succeeded"]
+    assert s["requests"]["candidate"] > 0 and s["requests"]["stable"] > 0
+    assert s["candidate_errors_served"] == 0
+    assert s["detection_seconds"] is None
+
+
+def test_faulty_release_is_rolled_back_by_the_controller(tmp_path):
+    s = run_demo("faulty", tmp_path)
+    assert s["outcome"] == "rolled_back", s
+    assert s["exit_code"] == 0
+    assert s["phases"][:5] == FULL_PATH[:5] and s["phases"][-2:] == ["rolling_back", "rolled_back"]
+    assert "promoting" not in s["phases"]
+    assert s["detection_seconds"] is not None and s["detection_seconds"] < 120
