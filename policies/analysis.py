@@ -29,8 +29,7 @@ class AnalysisPolicy(BaseModel):
     latency_metrics: list[Literal["e2e", "ttft"]] = Field(default_factory=lambda: ["e2e", "ttft"])
     latency_quantiles: list[float] = Field(default_factory=lambda: [0.5, 0.95, 0.99])
     latency_min_effect: float = Field(1.5, gt=1, le=100, description="smallest exceedance-rate ratio worth catching")
-    latency_lookback_seconds: float = Field(300, gt=0, description="stable history used to fix latency thresholds")
-    latency_min_samples: int = Field(100, ge=1, description="stable requests needed to fix a latency threshold")
+    latency_min_samples: int = Field(100, ge=1, description="stable requests in the release (shadow phase) needed to fix latency thresholds")
     require_latency_acceptance: bool = Field(False, description="latency must also accept 'no regression' to promote")
     # Sample-ratio mismatch: pauses the release.
     srm_alpha: float = Field(0.001, gt=0, lt=0.5, description="false-pause budget of the sample-ratio check")

@@ -1,0 +1,282 @@
+"""Blast radius of canary judges: bad answers served before a faulty candidate is rolled back.
+
+Feeds the same simulated traffic (per second: requests split at random with share ρ,
+errors drawn per track) to relctl's judge and to faithful re-implementations of
+Flagger's default analysis (interval 1 m, threshold 5, request success >= 99 %) and of an
+Argo Rollouts AnalysisTemplate (interval 1 m, failureLimit 3, success >= 0.99).
+
+relctl's judge runs here as a vectorised replica built from the same library functions
+(the count-test table, SPRT, Clopper-Pearson, SRM); on the first runs of every scenario
+each tick is cross-checked against the real `controller.analysis.judge.evaluate`.
+
+    python bench/blast_radius.py            # table
+    python bench/blast_radius.py --json     # one JSON object
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.special import betaincinv
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from controller.analysis import beta_mixture, error_label, sprt  # noqa: E402
+from controller.analysis.judge import evaluate  # noqa: E402
+from controller.analysis.metrics import canary_metrics  # noqa: E402
+from controller.analysis.types import Decision, ShadowCounts, TrackCounts, Window  # noqa: E402
+from policies.analysis import AnalysisPolicy  # noqa: E402
+
+NEVER = np.iinfo(np.int32).max
+
+
+@dataclass
+class Traffic:
+    """Cumulative per-second counts, shape (runs, seconds); column t holds counts after t+1 s."""
+    n_c: np.ndarray
+    e_c: np.ndarray
+    n_s: np.ndarray
+    e_s: np.ndarray
+
+
+@dataclass
+class Outcome:
+    """Per run: the second (1-based) of the first rollback / promotion / pause, NEVER if none."""
+    rollback: np.ndarray
+    promote: np.ndarray
+    pause: np.ndarray
+
+
+def simulate_canary(p0: float, p1: float, rho: float, rps: int, runs: int, seconds: int,
+                    rng: np.random.Generator) -> Traffic:
+    n_c = rng.binomial(rps, rho, (runs, seconds))
+    n_s = rps - n_c
+    e_c, e_s = rng.binomial(n_c, p1), rng.binomial(n_s, p0)
+    return Traffic(*(a.cumsum(axis=1, dtype=np.int64) for a in (n_c, e_c, n_s, e_s)))
+
+
+def simulate_shadow(p0: float, p1: float, rps: int, runs: int, seconds: int,
+                    rng: np.random.Generator) -> tuple[Traffic, np.ndarray]:
+    """Paired: every request runs on both tracks (independent failures). In the Traffic,
+    n_* = pairs, e_c = only the candidate failed, e_s = only the stable failed; the second
+    value is the cumulative count of pairs where both failed."""
+    probs = [p1 * (1 - p0), p0 * (1 - p1), p0 * p1, (1 - p0) * (1 - p1)]
+    draws = rng.multinomial(rps, probs, (runs, seconds)).cumsum(axis=1, dtype=np.int64)
+    pairs = np.full((runs, seconds), rps).cumsum(axis=1, dtype=np.int64)
+    return Traffic(pairs, draws[..., 0], pairs, draws[..., 1]), draws[..., 2]
+
+
+def log_e(s: np.ndarray, f: np.ndarray, rho: float, spec: error_label.CountSpec) -> np.ndarray:
+    """error_label.log_e_values, evaluated once per distinct (s, f) pair (runs share most pairs)."""
+    pairs, inverse = np.unique(np.stack([s.ravel(), f.ravel()]), axis=1, return_inverse=True)
+    values = error_label.log_e_values(pairs[0].astype(float), pairs[1].astype(float), rho, spec)
+    return values[inverse.ravel()].reshape(s.shape)
+
+
+def first_true(mask: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Per row, the time of the first True column, NEVER if none."""
+    hit = mask.any(axis=1)
+    return np.where(hit, times[mask.argmax(axis=1)], NEVER).astype(np.int64)
+
+
+def relctl_canary(tr: Traffic, cfg: AnalysisPolicy, rho: float, tick: int) -> Outcome:
+    idx = np.arange(tick - 1, tr.n_c.shape[1], tick)
+    n_c, e_c, n_s, e_s = (a[:, idx] for a in (tr.n_c, tr.e_c, tr.n_s, tr.e_s))
+    times = idx + 1
+    metric = canary_metrics([Window(rho, 0, TrackCounts(), TrackCounts())], cfg)[0]
+    rejected = log_e(e_c, e_s, rho, metric.spec) >= -math.log(metric.spec.alpha)
+    guard = (n_c >= cfg.guard_min_requests) & (e_c > cfg.max_error_rate * n_c) & (e_c * np.maximum(n_s, 1) > e_s * n_c)
+    srm = beta_mixture.log_bayes_factor_array(n_c, n_s, rho, cfg.srm_k0, one_sided=False) >= -math.log(cfg.srm_alpha)
+    theta1 = sprt.theta_for_effect(rho, metric.spec.effect)
+    llr = e_c * math.log(theta1 / rho) + e_s * math.log((1 - theta1) / (1 - rho))
+    accepted = (llr <= sprt.log_accept_bound(metric.spec.alpha, cfg.beta)) & (e_c + e_s > 0)
+    if cfg.error_rate_tolerance > 0:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ub = np.where(e_c < n_c, betaincinv(e_c + 1, np.maximum(n_c - e_c, 1), 1 - metric.spec.alpha), 1.0)
+        accepted |= ub <= cfg.error_rate_tolerance
+    ready = (n_c >= cfg.min_requests) & (times >= cfg.min_soak_seconds)[None, :]
+    # Order of checks as in the judge: guard, sample ratio, rejection, promotion.
+    pause = srm & ~guard
+    rollback = guard | (rejected & ~srm)
+    promote = ready & accepted & ~rollback & ~srm
+    return Outcome(first_true(rollback, times), first_true(promote, times), first_true(pause, times))
+
+
+def relctl_shadow(tr: Traffic, cfg: AnalysisPolicy, tick: int) -> Outcome:
+    idx = np.arange(tick - 1, tr.n_c.shape[1], tick)
+    pairs, b, c = tr.n_c[:, idx], tr.e_c[:, idx], tr.e_s[:, idx]
+    times = idx + 1
+    spec = error_label.CountSpec(cfg.shadow_alpha, cfg.beta, cfg.min_effect, cfg.mixture_k0, cfg.sprt_weight)
+    guard = (pairs >= cfg.guard_min_requests) & (b > cfg.max_error_rate * pairs)
+    rollback = guard | (log_e(b, c, 0.5, spec) >= -math.log(cfg.shadow_alpha))
+    never = np.full(len(pairs), NEVER, dtype=np.int64)
+    return Outcome(first_true(rollback, times), never, never)
+
+
+def flagger(tr: Traffic, interval: int = 60, threshold: int = 5, min_success_pct: float = 99.0) -> np.ndarray:
+    """Flagger: every interval, the canary's request success rate over the last interval must be
+    >= min_success_pct; rollback when the failed checks reach the threshold."""
+    return _periodic(tr, interval, lambda ok, nreq: ok * 100.0 < min_success_pct * nreq, threshold)
+
+
+def argo(tr: Traffic, interval: int = 60, failure_limit: int = 3, min_success: float = 0.99) -> np.ndarray:
+    """Argo Rollouts: a measurement per interval fails when success < min_success; the analysis
+    fails (rollback) when failed measurements exceed failureLimit."""
+    return _periodic(tr, interval, lambda ok, nreq: ok < min_success * nreq, failure_limit + 1)
+
+
+def _periodic(tr: Traffic, interval: int, failed, limit: int) -> np.ndarray:
+    ends = np.arange(interval - 1, tr.n_c.shape[1], interval)
+    n_c = np.diff(np.concatenate([np.zeros((len(tr.n_c), 1), np.int64), tr.n_c[:, ends]], axis=1))
+    e_c = np.diff(np.concatenate([np.zeros((len(tr.e_c), 1), np.int64), tr.e_c[:, ends]], axis=1))
+    fails = failed(n_c - e_c, n_c) | (n_c == 0)      # no data is a failed check in both tools
+    return first_true(fails.cumsum(axis=1) >= limit, ends + 1)
+
+
+def summarize(tr: Traffic, rollback: np.ndarray, ends: np.ndarray, users_see: bool = True) -> dict:
+    """`ends` is when the judge ended the step (rollback, promote or pause; NEVER: ran to the horizon)."""
+    horizon = tr.e_c.shape[1]
+    rows = np.arange(len(rollback))
+    bad = lambda t: tr.e_c[rows, np.minimum(t, horizon) - 1] if users_see else np.zeros(len(t))  # noqa: E731
+    detected = rollback < NEVER
+    return {
+        "runs": int(len(rollback)),
+        "bad_answers_mean": round(float(bad(ends).mean()), 2),
+        "bad_answers_until_rollback_mean": round(float(bad(rollback).mean()), 2),
+        "detect_seconds_mean": round(float(rollback[detected].mean()), 1) if detected.any() else None,
+        "detect_rate": round(float(detected.mean()), 4),
+    }
+
+
+def canary_window(tr: Traffic, rho: float, r: int, t: int) -> Window:
+    return Window(rho, float(t), TrackCounts(int(tr.n_s[r, t - 1]), int(tr.e_s[r, t - 1])),
+                  TrackCounts(int(tr.n_c[r, t - 1]), int(tr.e_c[r, t - 1])))
+
+
+def shadow_window(tr: Traffic, rho: float, r: int, t: int) -> Window:
+    pairs = int(tr.n_c[r, t - 1])
+    return Window(0.0, float(t), TrackCounts(pairs, 0), TrackCounts(),
+                  ShadowCounts(pairs, int(tr.e_c[r, t - 1]), int(tr.e_s[r, t - 1])))
+
+
+def cross_check(tr: Traffic, cfg: AnalysisPolicy, rho: float, tick: int, out: Outcome, runs: int,
+                phase: str = "canary") -> None:
+    """The replica must take the real judge's first decision at the same tick."""
+    make = canary_window if phase == "canary" else shadow_window
+    expected = {Decision.ROLLBACK: out.rollback, Decision.PROMOTE: out.promote, Decision.PAUSE: out.pause}
+    for r in range(min(runs, len(out.rollback))):
+        first = min(int(v[r]) for v in expected.values())
+        for t in range(tick, tr.n_c.shape[1] + 1, tick):
+            d = evaluate([make(tr, rho, r, t)], cfg, phase=phase).decision
+            if phase == "shadow" and d == Decision.PROMOTE:
+                d = Decision.CONTINUE          # the shadow replica judges rollbacks only
+            if d in expected or t >= first:
+                if not (d in expected and expected[d][r] == t == first):
+                    raise AssertionError(f"replica differs from evaluate(): run {r} tick {t}: {d}, replica first={first}")
+                break
+
+
+def canary_scenario(name: str, p0: float, p1: float, args, cfg: AnalysisPolicy, runs: int, rng) -> list[dict]:
+    rho, rps = args.share, args.rps
+    tr = simulate_canary(p0, p1, rho, rps, runs, args.horizon, rng)
+    out = relctl_canary(tr, cfg, rho, args.tick)
+    cross_check(tr, cfg, rho, args.tick, out, args.check_runs)
+    ends = np.minimum(np.minimum(out.rollback, out.promote), out.pause)
+    base = {"name": name, "p0": p0, "p1": p1, "canary_share": rho, "rps": rps}
+    rows = [{**base, "judge": "relctl", **summarize(tr, out.rollback, ends),
+             "promoted_rate": round(float((out.promote < np.minimum(out.rollback, out.pause)).mean()), 4),
+             "paused_rate": round(float((out.pause < np.minimum(out.rollback, out.promote)).mean()), 4)}]
+    for judge, rollback in (("flagger", flagger(tr)), ("argo", argo(tr))):
+        rows.append({**base, "judge": judge, **summarize(tr, rollback, rollback)})
+    for row in rows:
+        row["false_rollback_rate"] = round(row["detect_rate"], 4) if p1 <= p0 else None
+    return rows
+
+
+def shadow_scenario(name: str, p0: float, p1: float, args, cfg: AnalysisPolicy, runs: int, rng) -> list[dict]:
+    tr, both = simulate_shadow(p0, p1, args.rps, runs, args.horizon, rng)
+    out = relctl_shadow(tr, cfg, args.tick)
+    cross_check(tr, cfg, 0.5, args.tick, out, args.check_runs, phase="shadow")
+    base = {"name": name, "p0": p0, "p1": p1, "canary_share": 0.0, "rps": args.rps}
+    # Flagger with traffic mirroring judges the candidate's success rate on the mirrored copies.
+    mirrored = Traffic(tr.n_c, tr.e_c + both, tr.n_s, tr.e_s + both)
+    rollback = flagger(mirrored)
+    rows = [{**base, "judge": "relctl-paired", **summarize(tr, out.rollback, out.rollback, users_see=False)},
+            {**base, "judge": "flagger-mirror", **summarize(mirrored, rollback, rollback, users_see=False)}]
+    for row in rows:
+        row["false_rollback_rate"] = round(row["detect_rate"], 4) if p1 <= p0 else None
+    return rows
+
+
+SCENARIOS = [
+    ("canary 5x", "canary", 0.01, 0.05, "runs"),
+    ("canary 2x", "canary", 0.01, 0.02, "runs"),
+    ("canary A/A", "canary", 0.01, 0.01, "aa_runs"),
+    ("shadow 5x", "shadow", 0.01, 0.05, "runs"),
+    ("shadow A/A", "shadow", 0.01, 0.01, "aa_runs"),
+]
+
+
+def run(args) -> dict:
+    cfg = AnalysisPolicy(alpha=args.alpha)
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    for name, kind, p0, p1, runs_attr in SCENARIOS:
+        fn = canary_scenario if kind == "canary" else shadow_scenario
+        rows += fn(name, p0, p1, args, cfg, getattr(args, runs_attr), rng)
+    settings = {"alpha": cfg.alpha, "shadow_alpha": cfg.shadow_alpha, "min_effect": cfg.min_effect,
+                "mixture_k0": cfg.mixture_k0, "sprt_weight": cfg.sprt_weight, "tick_seconds": args.tick,
+                "horizon_seconds": args.horizon, "min_soak_seconds": cfg.min_soak_seconds, "seed": args.seed,
+                "cross_checked_runs_per_scenario": args.check_runs}
+    return {"scenarios": rows, "settings": settings}
+
+
+def print_table(result: dict) -> None:
+    cols = ["name", "judge", "runs", "bad_answers_mean", "bad_answers_until_rollback_mean", "detect_seconds_mean",
+            "detect_rate", "false_rollback_rate", "promoted_rate"]
+    heads = ["scenario", "judge", "runs", "bad (step end)", "bad (to rollback)", "detect s", "detect rate",
+             "false rb", "promoted"]
+    table = [heads] + [["-" if r.get(c) is None else str(r.get(c)) for c in cols] for r in result["scenarios"]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+    s = result["settings"]
+    print(f"\n100 req/s, canary share 5 %, alpha {s['alpha']} (shadow {s['shadow_alpha']}), relctl tick "
+          f"{s['tick_seconds']} s, horizon {s['horizon_seconds']} s. 'bad (step end)': candidate errors until "
+          f"the judge ends the step (rollback, promote or pause); 'bad (to rollback)': the canary stays at 5 % "
+          f"until rollback or the horizon. Shadow: users see no candidate answer.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--runs", type=int, default=2000, help="runs per regression scenario")
+    p.add_argument("--aa-runs", type=int, default=2000, help="runs per A/A scenario (>= 1000)")
+    p.add_argument("--horizon", type=int, default=600, help="simulated seconds per run (10 one-minute checks)")
+    p.add_argument("--tick", type=int, default=1, help="relctl judge tick, seconds")
+    p.add_argument("--rps", type=int, default=100)
+    p.add_argument("--share", type=float, default=0.05)
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--check-runs", type=int, default=20, help="runs per scenario cross-checked against evaluate()")
+    p.add_argument("--seed", type=int, default=20261125)
+    args = p.parse_args(argv)
+    if args.aa_runs < 1000:
+        p.error("--aa-runs must be at least 1000 for a meaningful false-rollback rate")
+    started = time.monotonic()
+    result = run(args)
+    result["settings"]["wall_seconds"] = round(time.monotonic() - started, 1)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Cumulative counters to window counts, and the JSON form kept in the release row."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from controller.analysis.types import Measurement, ShadowCounts, TrackCounts, Window
+
+
+class CounterReset(Exception):
+    """A counter went down since the window's baseline (the gateway restarted)."""
+
+
+def subtract(now: Measurement, base: Measurement) -> tuple[TrackCounts, TrackCounts, ShadowCounts]:
+    """(stable, candidate, shadow) counted since `base`; raises CounterReset."""
+    return (_track_diff(now.stable, base.stable), _track_diff(now.candidate, base.candidate),
+            _shadow_diff(now.shadow or ShadowCounts(), base.shadow or ShadowCounts()))
+
+
+def _track_diff(now: TrackCounts | None, base: TrackCounts | None) -> TrackCounts:
+    now, base = now or TrackCounts(), base or TrackCounts()
+    return TrackCounts(
+        requests=_diff(now.requests, base.requests, "requests"),
+        errors=_diff(now.errors, base.errors, "errors"),
+        errors_by_class={k: _diff(v, base.errors_by_class.get(k, 0), k) for k, v in now.errors_by_class.items()},
+        latency_over={k: _diff(v, base.latency_over.get(k, 0), k) for k, v in now.latency_over.items()},
+    )
+
+
+def _shadow_diff(now: ShadowCounts, base: ShadowCounts) -> ShadowCounts:
+    return ShadowCounts(*(_diff(a, b, "shadow pairs") for a, b in
+                          zip(asdict(now).values(), asdict(base).values())))
+
+
+def _diff(now: int, base: int, what: str) -> int:
+    if now < base:
+        raise CounterReset(f"{what} counter went from {base} down to {now}")
+    return now - base
+
+
+def measurement_to_dict(m: Measurement) -> dict:
+    return {"stable": asdict(m.stable) if m.stable else None,
+            "candidate": asdict(m.candidate) if m.candidate else None,
+            "shadow": asdict(m.shadow) if m.shadow else None}
+
+
+def measurement_from_dict(d: dict) -> Measurement:
+    return Measurement(stable=_track(d.get("stable")), candidate=_track(d.get("candidate")),
+                       shadow=ShadowCounts(**d["shadow"]) if d.get("shadow") else None)
+
+
+def window_to_dict(w: Window) -> dict:
+    return {"canary_share": w.canary_share, "elapsed_seconds": w.elapsed_seconds,
+            "stable": asdict(w.stable), "candidate": asdict(w.candidate), "shadow": asdict(w.shadow)}
+
+
+def window_from_dict(d: dict) -> Window:
+    return Window(canary_share=float(d["canary_share"]), elapsed_seconds=float(d["elapsed_seconds"]),
+                  stable=_track(d["stable"]), candidate=_track(d["candidate"]),
+                  shadow=ShadowCounts(**d.get("shadow") or {}))
+
+
+def _track(d: dict | None) -> TrackCounts | None:
+    if d is None:
+        return None
+    return TrackCounts(requests=int(d["requests"]), errors=int(d["errors"]),
+                       errors_by_class={k: int(v) for k, v in d.get("errors_by_class", {}).items()},
+                       latency_over={k: int(v) for k, v in d.get("latency_over", {}).items()})

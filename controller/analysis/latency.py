@@ -1,0 +1,50 @@
+"""Latency as counts: requests over the stable version's percentiles, per track.
+
+Thresholds are fixed once, before the first canary window, from the stable track's
+histogram, and snapped *up* to a bucket edge so that Prometheus' cumulative buckets give
+the exceedance counts exactly (count − bucket{le=threshold}).
+"""
+from __future__ import annotations
+
+import math
+
+KINDS = ("e2e", "ttft")
+
+
+def metric_key(kind: str, quantile: float) -> str:
+    """"e2e", 0.99 -> "e2e_p99"; 0.999 -> "e2e_p99.9"."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown latency kind {kind!r}; known: {', '.join(KINDS)}")
+    pct = f"{quantile * 100:.6g}"
+    return f"{kind}_p{pct}"
+
+
+def quantile_of(key: str) -> float:
+    """Inverse of metric_key for the quantile."""
+    try:
+        return float(key.rsplit("_p", 1)[1]) / 100.0
+    except (IndexError, ValueError):
+        raise ValueError(f"not a latency metric key: {key!r}") from None
+
+
+def threshold_from_buckets(buckets: dict[float, float], quantile: float) -> float | None:
+    """Smallest finite bucket edge at or above the stable's `quantile`; None if unknown.
+
+    `buckets` maps an upper edge `le` to the cumulative count (Prometheus' _bucket series).
+    """
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must lie in (0, 1), got {quantile}")
+    edges = sorted(buckets)
+    total = buckets.get(math.inf, max(buckets.values(), default=0.0))
+    if total <= 0:
+        return None
+    for le in edges:
+        if math.isfinite(le) and buckets[le] >= quantile * total:
+            return le
+    return None   # the percentile lies in the +Inf bucket: no usable edge
+
+
+def effect_for(quantile: float, wanted: float) -> float:
+    """A rate ratio that stays possible: the exceedance rate (1−q)·effect cannot pass 1."""
+    cap = (1 + 1 / (1 - quantile)) / 2     # halfway to the impossible ratio 1/(1−q)
+    return min(wanted, cap)

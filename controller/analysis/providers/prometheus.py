@@ -1,0 +1,123 @@
+"""Prometheus metric provider (prometheus-api-client) over the gateway's relctl_* metrics.
+
+Instant queries of cumulative counters, summed per track; the analyzer subtracts the
+window's baseline. Any failure comes back as Measurement(error=...), never raised.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from requests import RequestException
+from urllib3.util.retry import Retry
+
+from controller.analysis.providers.base import HistogramReading
+from controller.analysis.types import Measurement, ShadowCounts, TrackCounts
+
+log = logging.getLogger(__name__)
+
+HISTOGRAMS = {"e2e": "relctl_request_duration_seconds", "ttft": "relctl_ttft_seconds"}
+TRACKS = ("stable", "candidate")
+
+
+class QueryFailed(Exception):
+    pass
+
+
+def label(value: str) -> str:
+    """A PromQL string literal for a label value."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+class PrometheusProvider:
+    def __init__(self, url: str, timeout_seconds: float = 5.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"Prometheus URL must start with http:// or https://, got {url!r}")
+        self.url = url.rstrip("/")
+        # One quick retry: a tick is a few seconds, and a failed read is simply inconclusive.
+        retry = Retry(total=1, backoff_factor=0.1, status_forcelist=(502, 503, 504), allowed_methods=("GET",))
+        self._prom = PrometheusConnect(url=self.url, disable_ssl=True, timeout=timeout_seconds, retry=retry)
+
+    def read(self, model: str, release_id: str, thresholds: Mapping[str, float]) -> Measurement:
+        sel = f"model={label(model)},release={label(release_id)}"
+        try:
+            tracks = self._tracks(sel + ',mode="live"', thresholds)
+            shadow = self._shadow(sel)
+        except QueryFailed as exc:
+            log.warning("prometheus.query_failed", extra={"model": model, "release": release_id, "error": str(exc)})
+            return Measurement(error=str(exc))
+        return Measurement(stable=tracks["stable"], candidate=tracks["candidate"], shadow=shadow)
+
+    def stable_latency(self, model: str, release_id: str, kind: str) -> HistogramReading:
+        if kind not in HISTOGRAMS:
+            return HistogramReading(error=f"unknown latency kind {kind!r}; known: {', '.join(HISTOGRAMS)}")
+        sel = f'model={label(model)},release={label(release_id)},track="stable",mode="live"'
+        try:
+            rows = self._query(f"sum by (le) ({HISTOGRAMS[kind]}_bucket{{{sel}}})")
+        except QueryFailed as exc:
+            return HistogramReading(error=str(exc))
+        return HistogramReading(buckets={_le(r): _value(r) for r in rows})
+
+    def _tracks(self, sel: str, thresholds: Mapping[str, float]) -> dict[str, TrackCounts]:
+        requests = self._query(f"sum by (track) (relctl_requests_total{{{sel}}})")
+        if not requests:
+            raise QueryFailed(f"no relctl_requests_total series for {{{sel}}}")
+        errors = self._query(f"sum by (track, error_class) (relctl_errors_total{{{sel}}})")
+        over = self._latency_over(sel, thresholds)
+        out = {}
+        for track in TRACKS:
+            by_class = {r["metric"].get("error_class", ""): round(_value(r))
+                        for r in errors if r["metric"].get("track") == track}
+            out[track] = TrackCounts(
+                requests=round(sum(_value(r) for r in requests if r["metric"].get("track") == track)),
+                errors=sum(by_class.values()), errors_by_class=by_class, latency_over=over.get(track, {}))
+        return out
+
+    def _latency_over(self, sel: str, thresholds: Mapping[str, float]) -> dict[str, dict[str, int]]:
+        """Per track, requests slower than each threshold: count − bucket{le=threshold}."""
+        out: dict[str, dict[str, int]] = {t: {} for t in TRACKS}
+        for kind, metric in HISTOGRAMS.items():
+            wanted = {k: v for k, v in thresholds.items() if k.startswith(kind + "_")}
+            if not wanted:
+                continue
+            rows = self._query(f"sum by (track, le) ({metric}_bucket{{{sel}}})")
+            for track in TRACKS:
+                buckets = {_le(r): _value(r) for r in rows if r["metric"].get("track") == track}
+                for key, edge in wanted.items():
+                    out[track][key] = _over(buckets, edge, key)
+        return out
+
+    def _shadow(self, sel: str) -> ShadowCounts | None:
+        rows = self._query(f"sum by (outcome) (relctl_shadow_pairs_total{{{sel}}})")
+        if not rows:
+            return None
+        by = {r["metric"].get("outcome", ""): round(_value(r)) for r in rows}
+        return ShadowCounts(pairs=sum(by.values()), only_candidate_failed=by.get("only_candidate_failed", 0),
+                            only_stable_failed=by.get("only_stable_failed", 0))
+
+    def _query(self, promql: str) -> list[dict]:
+        try:
+            return self._prom.custom_query(promql)
+        except (PrometheusApiClientException, RequestException, ValueError) as exc:
+            raise QueryFailed(f"query failed: {promql}: {exc}") from None
+
+
+def _over(buckets: dict[float, float], edge: float, key: str) -> int:
+    if not buckets:
+        return 0      # no request on this track yet
+    total = buckets.get(math.inf)
+    below = next((v for le, v in buckets.items() if math.isclose(le, edge, rel_tol=1e-9)), None)
+    if total is None or below is None:
+        raise QueryFailed(f"{key}: threshold {edge} s is not a bucket edge of the histogram")
+    return max(round(total - below), 0)
+
+
+def _value(row: dict) -> float:
+    v = float(row["value"][1])
+    return v if math.isfinite(v) else 0.0
+
+
+def _le(row: dict) -> float:
+    return float(row["metric"].get("le", "+Inf"))
