@@ -26,6 +26,7 @@ class Settings(BaseModel):
     models: list[WatchedModel] = Field(default_factory=list)
     tick_seconds: float = Field(2.0, gt=0)
     poll_seconds: float = Field(5.0, gt=0)
+    webhook_url: str = ""                             # this API's /webhooks/mlflow as MLflow reaches it
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 

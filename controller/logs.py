@@ -27,5 +27,7 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "apscheduler.executors.default", "urllib3", "alembic.runtime.migration"):
+    for noisy in ("httpx", "urllib3", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances" is expected while a long tick runs
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)

@@ -28,8 +28,10 @@ def serve(config: str | None, watch: list[str]) -> int:
     ctx, sessions = build_controller(settings)
     routers = []
     if secret(WEBHOOK_SECRET_ENV):
-        from controller.registry.webhook import webhook_router
+        from controller.registry.webhook import ensure_webhook, webhook_router
         policies = {m.name: m.policy for m in settings.models}
+        if settings.webhook_url:  # polling stays on: MLflow drops events it cannot deliver
+            ensure_webhook(settings.mlflow_uri, settings.webhook_url, secret(WEBHOOK_SECRET_ENV))
         routers.append(webhook_router(secret(WEBHOOK_SECRET_ENV),
                                       lambda ev: handle_registry_event(ctx, ev, policies.get(ev.name))))
     app = create_app(ctx, tokens, tuple(routers))

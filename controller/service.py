@@ -60,9 +60,14 @@ def request_action(ctx: Controller, release_id: str, action: str) -> Release:
 def handle_registry_event(ctx: Controller, ev: RegistryEvent, policy: str | None = None) -> Release | None:
     """A new version or alias `candidate` starts a release; tag relctl.action drives the active one."""
     if ev.kind == EventKind.TAG_SET and ev.tag_key == rc.TAG_ACTION and ev.tag_value in rc.ACTIONS:
+        # The tag is a one-shot command: consume it so the next poll does not repeat it.
+        ctx.registry.delete_tag(ev.name, ev.version, rc.TAG_ACTION)
         active = ctx.store.list(ev.name, active_only=True)
         if active and active[0].candidate_version == ev.version:
-            return request_action(ctx, active[0].id, ev.tag_value)
+            try:
+                return request_action(ctx, active[0].id, ev.tag_value)
+            except Conflict as exc:
+                log.warning("action.not_applied", extra={"release": active[0].id, "error": str(exc)})
         return None
     starts = (ev.kind == EventKind.VERSION_CREATED
               or (ev.kind == EventKind.ALIAS_SET and ev.alias == rc.ALIAS_CANDIDATE))
@@ -71,10 +76,13 @@ def handle_registry_event(ctx: Controller, ev: RegistryEvent, policy: str | None
     if any(r.candidate_version == ev.version for r in ctx.store.list(ev.name)):
         return None  # already released once (webhook and poll both report it)
     try:
-        return create_release(ctx, ev.name, ev.version, policy, reason=f"registry: {ev.kind.value} {ev.version}")
+        release = create_release(ctx, ev.name, ev.version, policy, reason=f"registry: {ev.kind.value} {ev.version}")
     except (BadRequest, Conflict) as exc:
         log.warning("release.not_started", extra={"model": ev.name, "version": ev.version, "error": str(exc)})
         return None
+    if ev.kind == EventKind.ALIAS_SET:
+        ctx.registry.delete_alias(ev.name, rc.ALIAS_CANDIDATE)  # consumed; `challenger` marks it from now on
+    return release
 
 
 def _is_relctl_build(ctx: Controller, model: str, version: str) -> bool:

@@ -50,8 +50,12 @@ class LocalVllmPool:
         core = self._free_core()
         proc = self._spawn(model, artifact_dir, port, key, core)
         url = f"http://127.0.0.1:{port}"
-        self._deployments.put(key, pool=self.name, model=model, version=version, artifact=str(artifact_dir),
-                              url=url, pid=proc.pid, state="starting", detail={"core": core})
+        try:
+            self._deployments.put(key, pool=self.name, model=model, version=version, artifact=str(artifact_dir),
+                                  url=url, pid=proc.pid, state="starting", detail={"core": core})
+        except Exception:
+            stop_group(proc.pid)  # an unrecorded server would be orphaned and started again next tick
+            raise
         log.info("pool.start", extra={"model": model, "version": version, "url": url, "pid": proc.pid})
         return Served(model, version, url, "starting", f"pid {proc.pid}")
 

@@ -44,8 +44,8 @@ def _build(ctx: Controller, r: Release, policy: Policy) -> BuildOutcome:
     shutil.rmtree(out, ignore_errors=True)
     job = run_quantize_job(parent, out, spec_from_policy(q), backend=q.backend,
                            timeout_s=q.timeout_seconds, max_memory_gb=q.max_memory_gb)
-    report = quality_report(parent, out, job_result=job)
-    figures = report.to_dict()
+    report = quality_report(parent, out, quantization_seconds=job.seconds, peak_memory_mb=job.peak_memory_mb)
+    figures = report.metrics()
     label = f"awq-w{q.bits}-g{q.group_size}"
     tags = {**rc.lineage_tags(r.candidate_version, label, _numeric(figures)), rc.TAG_RELEASE_ID: r.id}
     version = ctx.registry.register_checkpoint(

@@ -22,7 +22,7 @@ class DeploymentStore:
         with self._sessions.begin() as s:
             row = s.get(DeploymentRow, key)
             if row is None:
-                s.add(DeploymentRow(id=key, created_at=utcnow(), detail={}, **fields))
+                s.add(DeploymentRow(id=key, created_at=utcnow(), **{"detail": {}, **fields}))
             else:
                 for name, value in fields.items():
                     setattr(row, name, value)
