@@ -1,0 +1,78 @@
+"""Names relctl reads and writes in MLflow, so no caller hard-codes strings.
+
+Users drive releases from MLflow: alias `candidate` starts one, tag `relctl.action`
+promotes or aborts it; relctl reports back through `relctl.*` tags and the
+`champion` / `challenger` aliases.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from controller.registry.types import EventKind, RegistryEvent
+
+ALIAS_CHAMPION = "champion"      # serving 100 %
+ALIAS_CHALLENGER = "challenger"  # under rollout
+ALIAS_CANDIDATE = "candidate"    # set by a user to start a release
+
+TAG_ACTION = "relctl.action"
+ACTION_PROMOTE = "promote"
+ACTION_ABORT = "abort"
+ACTIONS = frozenset({ACTION_PROMOTE, ACTION_ABORT})
+
+TAG_PHASE = "relctl.phase"
+TAG_RELEASE_ID = "relctl.release_id"
+TAG_OUTCOME = "relctl.outcome"
+TAG_PARENT_VERSION = "relctl.parent_version"
+TAG_QUANTIZATION = "relctl.quantization"
+QUALITY_TAG_PREFIX = "relctl.quality."
+
+EXPERIMENT_NAME = "relctl-checkpoints"   # where checkpoints are logged as LoggedModels
+
+
+def status_tags(phase: str, release_id: str) -> dict[str, str]:
+    """Tags written on a version as its release moves through phases."""
+    return {TAG_PHASE: str(phase), TAG_RELEASE_ID: str(release_id)}
+
+
+def lineage_tags(parent_version: str, quantization: str,
+                 quality: Mapping[str, float] | None = None) -> dict[str, str]:
+    """Tags for a quantized build: its full-precision parent, the method, the figures.
+
+    Example: lineage_tags("2", "awq-w4-g128", {"ppl_delta_pct": 1.8})
+    -> {"relctl.parent_version": "2", "relctl.quantization": "awq-w4-g128",
+        "relctl.quality.ppl_delta_pct": "1.8"}
+    """
+    if not str(parent_version).strip():
+        raise ValueError("parent_version must not be empty")
+    if not quantization.strip():
+        raise ValueError("quantization must not be empty")
+    tags = {TAG_PARENT_VERSION: str(parent_version), TAG_QUANTIZATION: quantization}
+    for key, value in (quality or {}).items():
+        tags[QUALITY_TAG_PREFIX + key] = repr(float(value))
+    return tags
+
+
+def quality_from_tags(tags: Mapping[str, str]) -> dict[str, float]:
+    """Reads back the quality figures written by lineage_tags."""
+    out = {}
+    for key, value in tags.items():
+        if key.startswith(QUALITY_TAG_PREFIX):
+            out[key[len(QUALITY_TAG_PREFIX):]] = float(value)
+    return out
+
+
+def is_derived_build(tags: Mapping[str, str]) -> bool:
+    """A version relctl built from another one (e.g. its AWQ build): never a new release."""
+    return TAG_PARENT_VERSION in tags
+
+
+def is_release_trigger(event: RegistryEvent) -> bool:
+    """True for the events the controller acts on: a new version, alias `candidate`
+    set, or `relctl.action` set to promote/abort."""
+    if event.kind is EventKind.VERSION_CREATED:
+        return True
+    if event.kind is EventKind.ALIAS_SET:
+        return event.alias == ALIAS_CANDIDATE
+    if event.kind is EventKind.TAG_SET:
+        return event.tag_key == TAG_ACTION and event.tag_value in ACTIONS
+    return False
