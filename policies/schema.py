@@ -62,3 +62,17 @@ class Policy(_Strict):
     shadow: ShadowPolicy = ShadowPolicy()
     canary: CanaryPolicy = CanaryPolicy()
     analysis: AnalysisPolicy = AnalysisPolicy()
+    validators: list[dict] = Field(
+        default_factory=list,
+        description="output validators run by the gateway on every answer: "
+                    "{type: regex, pattern, must_match} or {type: json_schema, schema | required}")
+
+    @field_validator("validators")
+    @classmethod
+    def _compilable(cls, specs: list[dict]) -> list[dict]:
+        from controller.gateway.validators import ValidatorConfigError, compile_validators
+        try:
+            compile_validators(specs)
+        except ValidatorConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return specs

@@ -37,6 +37,9 @@ def run_demo(scenario: str, as_json: bool = False, workdir: str | None = None, t
         summary = _run_release(stack, v1, v2, scenario, timeout_s)
         summary["wall_seconds"] = round(time.monotonic() - started, 1)
     finally:
+        # A second Ctrl-C (or timeout's SIGTERM) must not interrupt the clean-up and orphan servers.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         say("stopping everything it started")
         stack.stop()
     say(f"outcome {summary['outcome']} in {summary['wall_seconds']} s")

@@ -107,11 +107,14 @@ class LocalVllmPool:
         self._children[key] = proc
         return proc
 
+    def busy_cores(self) -> set[int]:
+        """Cores pinned to live CPU servers (their OpenMP threads spin on them)."""
+        return {(r.detail or {}).get("core") for r in self._deployments.live(self.name)} - {None}
+
     def _free_core(self) -> int:
         """Pin each CPU server to its own core so two servers do not fight over the same one."""
         cores = sorted(os.sched_getaffinity(0))
-        used = {(r.detail or {}).get("core") for r in self._deployments.live(self.name)}
-        free = [c for c in cores if c not in used]
+        free = [c for c in cores if c not in self.busy_cores()]
         return (free or cores)[0]
 
     def _log_path(self, key: str) -> Path:

@@ -2,12 +2,16 @@
 
 Idempotent: a build already registered for this release (tag relctl.release_id) is reused,
 so a crash between registering and saving the release never registers a second build.
-Nothing is registered unless quantization and the quality report both succeeded.
+Nothing is registered unless quantization and the quality report both succeeded; a failed
+attempt is still logged as a failed MLflow run with its log.
 """
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+from contextlib import contextmanager
+from dataclasses import fields
 
 from controller.domain.release import BuildOutcome, GateOutcome, Release
 from controller.reconcile.context import Controller
@@ -15,6 +19,7 @@ from controller.registry import conventions as rc
 from policies.schema import Policy
 
 log = logging.getLogger(__name__)
+TAG_QUANTIZATION_RUN = "relctl.quantization_run_id"
 
 
 def ensure_quantized(ctx: Controller, r: Release, policy: Policy) -> BuildOutcome:
@@ -25,41 +30,80 @@ def ensure_quantized(ctx: Controller, r: Release, policy: Policy) -> BuildOutcom
                 if v.tags.get(rc.TAG_QUANTIZATION)]
     if existing:
         v = existing[0]
-        return BuildOutcome(True, v.version, {"quality": rc.quality_from_tags(v.tags)})
+        return BuildOutcome(True, v.version, {"quality": rc.quality_from_tags(v.tags),
+                                              "quantization": v.tags[rc.TAG_QUANTIZATION]})
     try:
-        return _build(ctx, r, policy)
+        with _cores_away_from_servers(ctx):
+            return _build(ctx, r, policy)
     except Exception as exc:  # any stage error fails the release with its cause, never the loop
         log.exception("quantize.failed", extra={"release": r.id})
+        _log_failed_run(ctx, r, exc)
         return BuildOutcome(False, error=str(exc) or type(exc).__name__)
 
 
 def _build(ctx: Controller, r: Release, policy: Policy) -> BuildOutcome:
     from quantize.base import spec_from_policy
     from quantize.job import run_quantize_job
+    from quantize.mlflow_log import log_quantization_run
     from quantize.report import quality_report
 
     q = policy.quantize
     parent = ctx.checkpoint_dir(r.model, r.candidate_version)
     out = ctx.workdir / "builds" / r.id
     shutil.rmtree(out, ignore_errors=True)
-    job = run_quantize_job(parent, out, spec_from_policy(q), backend=q.backend,
+    spec = spec_from_policy(q)
+    job = run_quantize_job(parent, out, spec, backend=q.backend,
                            timeout_s=q.timeout_seconds, max_memory_gb=q.max_memory_gb)
     report = quality_report(parent, out, quantization_seconds=job.seconds, peak_memory_mb=job.peak_memory_mb)
-    figures = report.metrics()
-    label = f"awq-w{q.bits}-g{q.group_size}"
-    tags = {**rc.lineage_tags(r.candidate_version, label, _numeric(figures)), rc.TAG_RELEASE_ID: r.id}
+    run_id = log_quantization_run(ctx.registry.uri, report, job, out,
+                                  tags={rc.TAG_RELEASE_ID: r.id, rc.TAG_PARENT_VERSION: r.candidate_version})
+    tags = {**rc.lineage_tags(r.candidate_version, spec.label(), report.metrics()),
+            rc.TAG_RELEASE_ID: r.id, TAG_QUANTIZATION_RUN: run_id}
     version = ctx.registry.register_checkpoint(
         r.model, out, tags=tags, description=f"AWQ build of version {r.candidate_version} ({r.id})")
-    log.info("quantize.registered", extra={"release": r.id, "version": version})
-    return BuildOutcome(True, version, {"quality": _numeric(figures), "quantization": label})
+    log.info("quantize.registered", extra={"release": r.id, "version": version, "run_id": run_id})
+    return BuildOutcome(True, version, {"quality": report.to_dict(), "quantization": spec.label(), "run_id": run_id})
+
+
+def _log_failed_run(ctx: Controller, r: Release, exc: Exception) -> None:
+    from quantize.mlflow_log import log_quantization_run
+    try:
+        log_quantization_run(ctx.registry.uri, None, None, None, error=str(exc),
+                             log_text=getattr(exc, "log_text", None), tags={rc.TAG_RELEASE_ID: r.id})
+    except Exception as log_exc:  # the release still fails with the original cause
+        log.warning("quantize.run_not_logged", extra={"release": r.id, "error": str(log_exc)})
+
+
+@contextmanager
+def _cores_away_from_servers(ctx: Controller):
+    """Run quantization and evaluation on cores no model server is pinned to.
+
+    A CPU vLLM server's OpenMP threads keep their core busy; torch sharing that core
+    slows down several-fold. Affinity is per thread and inherited by the job's subprocess.
+    """
+    import torch
+
+    everything = os.sched_getaffinity(0)
+    busy = getattr(ctx.pool, "busy_cores", set)()
+    threads = torch.get_num_threads()
+    quiet = (everything - busy) or everything
+    os.sched_setaffinity(0, quiet)
+    torch.set_num_threads(len(quiet))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, everything)
+        torch.set_num_threads(threads)
 
 
 def check_gate(r: Release, build: BuildOutcome, policy: Policy) -> GateOutcome:
     from quantize.gate import check_gate as gate
+    from quantize.report import QualityReport
 
-    ok, reason = gate(build.report.get("quality", {}), policy.quality)
-    return GateOutcome(ok, reason)
-
-
-def _numeric(figures: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    quality = build.report.get("quality", {})
+    known = {f.name for f in fields(QualityReport)}
+    try:
+        report = QualityReport(**{k: v for k, v in quality.items() if k in known})
+    except TypeError as exc:
+        return GateOutcome(False, f"quality report of build {build.version} is incomplete: {exc}")
+    return GateOutcome(*gate(report, policy.quality))

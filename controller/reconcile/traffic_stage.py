@@ -16,9 +16,15 @@ def route_stable_only(ctx: Controller, model: str, version: str, release_id: str
     served = ctx.pool.status(model, version)
     if served is None or served.state != "ready":
         return False
-    ctx.router.apply(RouteSpec(model=model, backends=(Backend("stable", served.url, version),),
-                               weights={"stable": 100.0}, release_id=release_id))
+    apply_if_changed(ctx, RouteSpec(model=model, backends=(Backend("stable", served.url, version),),
+                                    weights={"stable": 100.0}, release_id=release_id))
     return True
+
+
+def apply_if_changed(ctx: Controller, spec: RouteSpec) -> None:
+    """Read the router's real state every tick (it may have restarted) and write only on a difference."""
+    if ctx.router.current(spec.model) != spec:
+        ctx.router.apply(spec)
 
 
 def ensure_routed(ctx: Controller, r: Release, policy: Policy) -> None:
@@ -37,9 +43,9 @@ def ensure_routed(ctx: Controller, r: Release, policy: Policy) -> None:
     weight = want.candidate_weight if "candidate" in tracks else 0.0
     if "stable" not in tracks:
         weight = 100.0
-    ctx.router.apply(RouteSpec(
+    apply_if_changed(ctx, RouteSpec(
         model=r.model, backends=tuple(backends),
         weights={t: w for t, w in (("stable", 100.0 - weight), ("candidate", weight)) if t in tracks},
         mirror_to="candidate" if want.mirror and "candidate" in tracks else None,
         mirror_percent=want.mirror_percent, release_id=r.id,
-        validators=tuple(policy.validators) if hasattr(policy, "validators") else ()))
+        validators=tuple(policy.validators)))

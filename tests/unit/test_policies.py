@@ -45,3 +45,11 @@ def test_file_errors(tmp_path):
         load_policy(scalar)
     with pytest.raises(PolicyError, match="unknown policy 'nope'"):
         load_policy("nope")
+
+
+def test_validators_are_checked_when_the_policy_loads():
+    ok = parse_policy({"validators": [{"type": "json_schema", "required": ["amount", "currency"]},
+                                      {"type": "regex", "pattern": "^[A-Z]"}]})
+    assert len(ok.validators) == 2
+    with pytest.raises(PolicyError, match="validators"):
+        parse_policy({"validators": [{"type": "regex", "pattern": "("}]})
