@@ -20,7 +20,7 @@ from controller.gateway import GatewayConfig, GatewayServer, GatewayState
 from tests.support.fake_openai import route_doc
 
 pytest.importorskip("vllm")
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(720)]
 
 MODEL = "tiny-gw"
 TOKEN = "e2e-token"
@@ -33,7 +33,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 300) -> None:
+def _wait_healthy(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 480) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -129,9 +129,11 @@ def test_streaming_chat_through_gateway(gateway):
 def test_greedy_shadow_of_the_same_model_agrees_exactly(gateway):
     pairs = dict(model=MODEL, release="e2e")
     deadline = time.monotonic() + 30
-    while _sample(gateway, "relctl_shadow_pairs_total", **pairs, outcome="both_ok") < 3:
+    # the earlier tests sent 4 mirrored requests (chat, completion, stream, chat)
+    while _sample(gateway, "relctl_shadow_pairs_total", **pairs, outcome="both_ok") < 4:
         assert time.monotonic() < deadline, "shadow pairs never compared"
         time.sleep(0.2)
+    time.sleep(0.2)      # let the last comparison finish counting its agreement
     ok = _sample(gateway, "relctl_shadow_pairs_total", **pairs, outcome="both_ok")
     assert _sample(gateway, "relctl_shadow_agreement_total", **pairs, kind="exact") == ok
     assert _sample(gateway, "relctl_shadow_dropped_total", **pairs) == 0
