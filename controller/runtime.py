@@ -10,6 +10,7 @@ from controller.config import Settings, secret
 from controller.reconcile.context import Controller
 from controller.reconcile.loop import reconcile
 from controller.service import handle_registry_event, keep_champion_serving
+from controller.store.audit import AuditStore
 from controller.store.db import make_engine, migrate
 from controller.store.deployments import DeploymentStore
 from controller.store.models import RegistryCursorRow
@@ -37,6 +38,7 @@ def build_controller(settings: Settings) -> tuple[Controller, sessionmaker]:
         router=EmbeddedGatewayRouter(settings.gateway_admin_url, secret(GATEWAY_TOKEN_ENV)),
         metrics=PrometheusProvider(settings.prometheus_url),
         workdir=settings.workdir,
+        audit=AuditStore(sessions),
     )
     return ctx, sessions
 

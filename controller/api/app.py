@@ -1,7 +1,7 @@
 """The REST release API. Routes are thin: they validate, then call controller.service."""
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -76,6 +76,12 @@ def create_app(ctx: Controller, tokens: dict[str, str], extra_routers: tuple = (
     @app.post("/api/v1/releases/{release_id}/{action}", dependencies=[require("operator")])
     def act(release_id: str, action: str) -> dict:
         return release_json(service.request_action(ctx, release_id, action))
+
+    @app.get("/api/v1/audit", dependencies=[require("viewer")])
+    def audit(model: str | None = None, release_id: str | None = None, sha256: str | None = None,
+              limit: int = Query(100, ge=1, le=10000)) -> list[dict]:
+        """Hashes of the requests and answers the gateway served (newest first)."""
+        return ctx.audit.query(model=model, release_id=release_id, sha256=sha256, limit=limit)
 
     @app.put("/api/v1/faults/{model}/{track}", dependencies=[require("admin")])
     def set_fault(model: str, track: str, body: FaultBody) -> dict:

@@ -23,7 +23,7 @@ class Controller:
     router: TrafficRouter
     metrics: object                     # controller.analysis.providers.base.MetricProvider
     workdir: Path
-    quantizer: Callable | None = None   # controller.reconcile.quantize_stage.build_and_register
+    audit: object | None = None         # controller.store.audit.AuditStore
     clock: Callable[[], datetime] = field(default=utc_now)
 
     def checkpoint_dir(self, model: str, version: str) -> Path:

@@ -86,6 +86,18 @@ def test_sigkill_during_canary_resumes_from_store(stack):
     assert stack.registry.get_alias(MODEL, "champion") == candidate
 
 
+def test_audit_trail_records_hashes_of_what_was_served(stack):
+    import hashlib
+    body = b'{"model": "tiny-chat", "messages": [{"role": "user", "content": "audit me"}], "max_tokens": 4}'
+    resp = httpx.post(f"{stack.gateway_url}/v1/chat/completions", content=body,
+                      headers={"Content-Type": "application/json"}, timeout=60)
+    assert resp.status_code == 200
+    digest = hashlib.sha256(body).hexdigest()
+    rows = wait_for(lambda: stack.api("GET", "/api/v1/audit", params={"sha256": digest}).json(), 30)
+    assert rows[0]["request_sha256"] == digest and rows[0]["mode"] == "live"
+    assert rows[0]["response_sha256"] == hashlib.sha256(resp.content).hexdigest()
+
+
 def deployments(stack) -> list[dict]:
     from sqlalchemy import create_engine, text
     with create_engine(stack.db_url).connect() as c:

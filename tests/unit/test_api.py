@@ -13,7 +13,9 @@ from controller.api.app import create_app
 from controller.api.auth import parse_tokens
 from controller.reconcile.context import Controller
 from controller.registry.types import RegistryError, VersionInfo
+from controller.store.audit import AuditStore
 from controller.store.db import make_engine, migrate
+from controller.store.models import AuditRow, utcnow
 from controller.store.releases import ReleaseStore
 
 TOKENS = {"v-tok": "viewer", "o-tok": "operator", "a-tok": "admin"}
@@ -46,8 +48,9 @@ class FakeRouter:
 def client(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'api.db'}")
     migrate(engine)
-    ctx = Controller(store=ReleaseStore(sessionmaker(engine, expire_on_commit=False)), registry=FakeRegistry(),
-                     pool=None, router=FakeRouter(), metrics=None, workdir=Path(tmp_path))
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    ctx = Controller(store=ReleaseStore(sessions), registry=FakeRegistry(), pool=None, router=FakeRouter(),
+                     metrics=None, workdir=Path(tmp_path), audit=AuditStore(sessions))
     c = TestClient(create_app(ctx, TOKENS))
     c.ctx = ctx
     return c
@@ -116,3 +119,15 @@ def test_token_spec_errors_do_not_echo_secrets():
     with pytest.raises(ValueError) as err:
         parse_tokens("root:s3cret")
     assert "s3cret" not in str(err.value)
+
+
+def test_audit_query(client):
+    with client.ctx.audit._sessions.begin() as s:
+        for i, track in enumerate(("stable", "candidate")):
+            s.add(AuditRow(at=utcnow(), model="chat", release_id="rel-1", version=str(i + 1), track=track,
+                           mode="live", status=200, request_sha256=f"{i}" * 64, response_sha256="f" * 64))
+    assert client.get("/api/v1/audit", headers=auth("wrong")).status_code == 401
+    rows = client.get("/api/v1/audit", params={"sha256": "1" * 64}, headers=auth("v-tok")).json()
+    assert [r["track"] for r in rows] == ["candidate"]
+    assert len(client.get("/api/v1/audit", params={"model": "chat"}, headers=auth("v-tok")).json()) == 2
+    assert client.get("/api/v1/audit", params={"limit": 0}, headers=auth("v-tok")).status_code == 422
