@@ -66,8 +66,8 @@ def _evaluating(r: Release, obs: Observations, policy: Policy) -> Decision:
     if obs.gate is None:
         return _stay(r)
     if not obs.gate.ok:
-        return _go(r, Phase.FAILED, f"quality gate failed: {obs.gate.reason}")
-    return _go(r, Phase.DEPLOYING, f"quality gate passed: {obs.gate.reason}")
+        return _go(r, Phase.FAILED, obs.gate.reason)
+    return _go(r, Phase.DEPLOYING, obs.gate.reason)
 
 
 def _deploying(r: Release, obs: Observations, policy: Policy) -> Decision:

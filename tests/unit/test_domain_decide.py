@@ -34,7 +34,7 @@ def verdict(decision: V) -> Verdict:
     (rel(Phase.QUANTIZING), at(5, build=BuildOutcome(True, "3")), Phase.EVALUATING, 0),
     (rel(Phase.QUANTIZING), at(5, build=BuildOutcome(False, error="boom")), Phase.FAILED, 0),
     (rel(Phase.EVALUATING), at(1, gate=GateOutcome(True, "ok")), Phase.DEPLOYING, 0),
-    (rel(Phase.EVALUATING), at(1, gate=GateOutcome(False, "ppl +40%")), Phase.FAILED, 0),
+    (rel(Phase.EVALUATING), at(1, gate=GateOutcome(False, "quality gate failed: ppl +40%")), Phase.FAILED, 0),
     (rel(Phase.DEPLOYING), at(5, deployment=DeployOutcome("starting")), Phase.DEPLOYING, 0),
     (rel(Phase.DEPLOYING), at(601, deployment=DeployOutcome("starting")), Phase.FAILED, 0),
     (rel(Phase.DEPLOYING), at(5, deployment=DeployOutcome("failed", "oom")), Phase.FAILED, 0),
