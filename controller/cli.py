@@ -129,9 +129,9 @@ def _policy_validate(args) -> int:
 
 def _quantize(args) -> int:
     from controller.quantize_command import quantize_version
-    report = quantize_version(args.mlflow_uri, args.model, args.version, args.backend, args.workdir)
-    print(json.dumps(report, indent=2))
-    return 0
+    result = quantize_version(args.mlflow_uri, args.model, args.version, args.backend, args.workdir)
+    print(json.dumps(result, indent=2))
+    return 0 if result["gate"]["passed"] else EXIT_ERROR
 
 
 def _build_tiny(args) -> int:

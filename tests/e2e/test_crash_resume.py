@@ -98,6 +98,20 @@ def test_audit_trail_records_hashes_of_what_was_served(stack):
     assert rows[0]["response_sha256"] == hashlib.sha256(resp.content).hexdigest()
 
 
+def test_quantize_command_on_a_registered_version(stack, tmp_path):
+    import json
+    r = subprocess.run([sys.executable, "-m", "controller.cli", "quantize", MODEL, "1", "--mlflow-uri", stack.mlflow.url,
+                        "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout)
+    assert result["gate"]["passed"] and result["mlflow_run_id"]
+    assert 0.2 < result["report"]["weight_size_ratio"] < 0.35          # 4-bit + scales: about 4x smaller
+    assert result["report"]["build_perplexity"] > 0
+    r = subprocess.run([sys.executable, "-m", "controller.cli", "quantize", MODEL, "99", "--mlflow-uri",
+                        stack.mlflow.url, "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "99" in r.stderr
+
+
 def deployments(stack) -> list[dict]:
     from sqlalchemy import create_engine, text
     with create_engine(stack.db_url).connect() as c:

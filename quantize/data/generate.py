@@ -1,0 +1,126 @@
+"""Writes the local training/evaluation text for the tiny model (run once; output is committed).
+
+Nothing can be downloaded, so the corpus is generated from templates: facts the model can
+learn (capitals, opposites, weekdays, animal sounds, colours), short stories for varied
+English, and Q&A pairs in the same "Q: ...\\nA: ..." form the chat template uses.
+The held-out text reuses the templates with a different seed so perplexity measures
+generalisation, not memorised lines. Run: python -m quantize.data.generate
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+CAPITALS = {
+    "France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid", "Japan": "Tokyo",
+    "China": "Beijing", "Egypt": "Cairo", "Kenya": "Nairobi", "Peru": "Lima", "Chile": "Santiago",
+    "Canada": "Ottawa", "Mexico": "Mexico City", "Russia": "Moscow", "India": "New Delhi",
+    "Norway": "Oslo", "Sweden": "Stockholm", "Finland": "Helsinki", "Poland": "Warsaw",
+    "Greece": "Athens", "Turkey": "Ankara", "Portugal": "Lisbon", "Ireland": "Dublin",
+    "Austria": "Vienna", "Hungary": "Budapest", "Cuba": "Havana", "Argentina": "Buenos Aires",
+    "Australia": "Canberra", "Thailand": "Bangkok", "Vietnam": "Hanoi", "Iran": "Tehran",
+    "Denmark": "Copenhagen", "Belgium": "Brussels",
+}
+OPPOSITES = {
+    "hot": "cold", "big": "small", "fast": "slow", "happy": "sad", "up": "down", "old": "young",
+    "light": "dark", "early": "late", "hard": "soft", "full": "empty", "wet": "dry", "open": "closed",
+    "rich": "poor", "loud": "quiet", "high": "low", "long": "short", "strong": "weak", "clean": "dirty",
+    "heavy": "light", "thick": "thin", "near": "far", "first": "last", "day": "night", "good": "bad",
+}
+SOUNDS = {
+    "dog": "bark", "cat": "meow", "cow": "moo", "duck": "quack", "sheep": "baa", "lion": "roar",
+    "horse": "neigh", "pig": "oink", "owl": "hoot", "bee": "buzz", "snake": "hiss", "frog": "croak",
+}
+COLOURS = {
+    "grass": "green", "the sky": "blue", "snow": "white", "coal": "black", "a banana": "yellow",
+    "a tomato": "red", "an orange": "orange", "a plum": "purple", "chocolate": "brown",
+}
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December"]
+NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+NAMES = ["Anna", "Ben", "Carla", "David", "Elena", "Farid", "Grace", "Hugo", "Iris", "Jonas",
+         "Kira", "Liam", "Maya", "Noah", "Olga", "Pedro", "Quinn", "Rosa", "Sam", "Tara"]
+PLACES = ["the market", "the library", "the park", "the station", "the school", "the river",
+          "the bakery", "the museum", "the harbour", "the garden", "the office", "the farm"]
+ITEMS = ["apples", "books", "pencils", "eggs", "flowers", "cups", "shirts", "stamps", "candles",
+         "oranges", "tickets", "loaves of bread"]
+VERBS = ["bought", "found", "sold", "counted", "carried", "painted", "borrowed", "packed"]
+FEELINGS = ["happy", "tired", "calm", "curious", "proud", "hungry", "surprised", "sleepy"]
+WEATHER = ["sunny", "rainy", "windy", "cloudy", "cold", "warm", "foggy", "snowy"]
+
+
+def _facts(rng: random.Random) -> list[str]:
+    """Each fact in several phrasings, statements and Q&A, so the model can learn it."""
+    docs: list[str] = []
+    for country, city in CAPITALS.items():
+        docs += [f"The capital of {country} is {city}.", f"{city} is the capital of {country}.",
+                 f"Q: What is the capital of {country}?\nA: {city}."]
+    for a, b in OPPOSITES.items():
+        docs += [f"The opposite of {a} is {b}.", f"Q: What is the opposite of {a}?\nA: {b}."]
+    for animal, sound in SOUNDS.items():
+        docs += [f"A {animal} says {sound}.", f"Q: What does a {animal} say?\nA: {sound}."]
+    for thing, colour in COLOURS.items():
+        docs += [f"The colour of {thing} is {colour}.", f"Q: What colour is {thing}?\nA: {colour}."]
+    for seq, label in ((DAYS, "day"), (MONTHS, "month")):
+        for i, cur in enumerate(seq):
+            nxt = seq[(i + 1) % len(seq)]
+            docs += [f"The {label} after {cur} is {nxt}.", f"Q: What {label} comes after {cur}?\nA: {nxt}."]
+    for a in range(1, 6):
+        for b in range(1, 6):
+            docs.append(f"Q: What is {NUMBERS[a]} plus {NUMBERS[b]}?\nA: {NUMBERS[a + b]}.")
+    rng.shuffle(docs)
+    return docs
+
+
+def _story(rng: random.Random) -> str:
+    name, other = rng.sample(NAMES, 2)
+    n = rng.randint(2, 10)
+    day = rng.choice(DAYS)
+    parts = [
+        f"On {day} {name} went to {rng.choice(PLACES)}.",
+        f"It was {rng.choice(WEATHER)} and {name} felt {rng.choice(FEELINGS)}.",
+        f"{name} {rng.choice(VERBS)} {NUMBERS[n]} {rng.choice(ITEMS)} and gave {NUMBERS[n // 2]} to {other}.",
+        f"{other} said thank you and walked home before {rng.choice(['noon', 'dinner', 'dark', 'sunset'])}.",
+    ]
+    if rng.random() < 0.5:
+        country = rng.choice(list(CAPITALS))
+        parts.append(f"Later {name} read that the capital of {country} is {CAPITALS[country]}.")
+    if rng.random() < 0.4:
+        parts.append(f"The next day was {DAYS[(DAYS.index(day) + 1) % 7]}.")
+    return " ".join(parts)
+
+
+def build(seed: int, n_stories: int, fact_repeats: int) -> list[str]:
+    rng = random.Random(seed)
+    docs = [_story(rng) for _ in range(n_stories)]
+    for _ in range(fact_repeats):
+        docs += _facts(rng)
+    rng.shuffle(docs)
+    return docs
+
+
+def eval_items() -> list[dict[str, str]]:
+    """Prompts whose answers appear in the training text; a trained tiny model gets some right."""
+    items = [{"prompt": f"Q: What is the capital of {c}?\nA:", "answer": a} for c, a in CAPITALS.items()]
+    items += [{"prompt": f"Q: What is the opposite of {w}?\nA:", "answer": o} for w, o in OPPOSITES.items()]
+    items += [{"prompt": f"Q: What does a {w} say?\nA:", "answer": s} for w, s in SOUNDS.items()]
+    items += [{"prompt": f"Q: What day comes after {d}?\nA:", "answer": DAYS[(i + 1) % 7]} for i, d in enumerate(DAYS)]
+    return items
+
+
+def main() -> None:
+    (HERE / "corpus.txt").write_text("\n\n".join(build(seed=1, n_stories=1400, fact_repeats=6)) + "\n")
+    (HERE / "heldout.txt").write_text("\n\n".join(build(seed=2, n_stories=150, fact_repeats=0)) + "\n")
+    calib = build(seed=3, n_stories=200, fact_repeats=1)
+    (HERE / "calibration.txt").write_text("\n\n".join(calib) + "\n")
+    with open(HERE / "eval.jsonl", "w") as fh:
+        for item in eval_items():
+            fh.write(json.dumps(item) + "\n")
+
+
+if __name__ == "__main__":
+    main()
