@@ -74,8 +74,10 @@ def test_corrupted_scales_fail_the_gate(tiny_v1: Path, awq_job, tmp_path: Path) 
     assert "perplexity increase over limit" in reason and f"{bad.perplexity_increase_pct:+.2f}%" in reason
 
 
-def test_run_is_logged_to_mlflow(report: QualityReport, awq_job, tmp_path: Path) -> None:
+def test_run_is_logged_to_mlflow(report: QualityReport, awq_job, tmp_path: Path, monkeypatch) -> None:
     from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)  # a sqlite tracking store puts artifacts in ./mlruns
 
     from quantize.mlflow_log import log_quantization_run
 
