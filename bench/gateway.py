@@ -128,8 +128,8 @@ def nginx_proxy_body(port: int, backends: dict[str, int], scenario: str) -> str:
     if scenario != "plain":
         pool = "$pool"
         shadow = "slow" if scenario == "slow_mirror" else "candidate"
-        mirror = f"mirror /_mirror; mirror_request_body on;"
-        ups += f'\n  split_clients "${{request_id}}" $pool {{ 10% candidate; * stable; }}'
+        mirror = "mirror /_mirror; mirror_request_body on;"
+        ups += '\n  split_clients "${request_id}" $pool { 10% candidate; * stable; }'
         ups += (f"\n  server {{ listen 127.0.0.1:{port};"
                 f"\n    location = /_mirror {{ internal; proxy_pass http://{shadow}$request_uri;"
                 f" proxy_http_version 1.1; proxy_set_header Connection \"\"; }}")

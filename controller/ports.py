@@ -23,15 +23,18 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, what: str = "server") -> None:
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, what: str = "server",
+              log: object = None) -> None:
+    """Wait for `url` to answer 2xx; fail early if `proc` exits. `log` names where to look on failure."""
+    hint = f"; see {log}" if log else ""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {proc.returncode} before it was ready")
+            raise RuntimeError(f"{what} exited with code {proc.returncode} before it was ready{hint}")
         if http_ok(url):
             return
-        time.sleep(0.5)
-    raise TimeoutError(f"{what} not ready at {url} after {timeout:.0f} s")
+        time.sleep(0.3)
+    raise TimeoutError(f"{what} not ready at {url} after {timeout:.0f} s{hint}")
 
 
 def pid_alive(pid: int | None) -> bool:

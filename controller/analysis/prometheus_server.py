@@ -9,12 +9,13 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from controller.ports import free_port, wait_http
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class PrometheusServer:
             raise PrometheusNotFound(f"{self.binary!r} not on PATH; install it with: apt-get install -y prometheus")
         (self.workdir / "targets").mkdir(parents=True, exist_ok=True)
         config = self._write_config()
-        self.port = _free_port()
+        self.port = free_port()
         args = [exe, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"]
         logfile = open(self.workdir / "prometheus.log", "ab")
@@ -114,22 +115,10 @@ class PrometheusServer:
         return config
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self._proc.returncode}; see {self.workdir / 'prometheus.log'}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"prometheus not ready within {timeout} s; see {self.workdir / 'prometheus.log'}")
+        try:
+            wait_http(f"{self.url}/-/ready", timeout, self._proc, "prometheus", self.workdir / "prometheus.log")
+        except (RuntimeError, TimeoutError):
+            self.stop()
+            raise
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

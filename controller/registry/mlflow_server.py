@@ -7,20 +7,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
+from controller.ports import free_port, wait_http
+
 log = logging.getLogger(__name__)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class MlflowServer:
@@ -119,20 +113,8 @@ class MlflowServer:
         return key_file.read_text().strip()
 
     def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with {self._proc.returncode}; "
-                                   f"see {self.workdir / 'mlflow-server.log'}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"mlflow server at {self.url} not healthy after "
-                           f"{self.startup_timeout_s:.0f} s; see {self.workdir / 'mlflow-server.log'}")
+        wait_http(f"{self.url}/health", self.startup_timeout_s, self._proc, "mlflow server",
+                  self.workdir / "mlflow-server.log")
 
 
 def _signal_group(pgid: int, sig: int) -> None:
