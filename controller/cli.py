@@ -12,6 +12,9 @@ EXIT_ERROR = 1
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gateway"]:
+        return _gateway_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return args.func(args) or 0
@@ -35,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--watch", action="append", default=[], metavar="MODEL[:POLICY]",
                        help="registered model to watch (repeatable)")
     serve.set_defaults(func=_serve)
+
+    # `relctl gateway …` is handed to the gateway's own parser (see main()); listed here for --help.
+    sub.add_parser("gateway", help="run the OpenAI-compatible gateway (data plane); see `relctl gateway --help`")
 
     rel = sub.add_parser("release", help="create, inspect and steer releases through the API")
     rel.add_argument("--api", default=os.environ.get("RELCTL_API", "http://127.0.0.1:8000"))
@@ -82,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--workdir", default=None, help="keep the demo's files here (default: a temporary folder)")
     d.set_defaults(func=_demo)
     return p
+
+
+def _gateway_main(argv: list[str]) -> int:
+    from controller.gateway.__main__ import main as gateway_main
+    return gateway_main(argv)
 
 
 def _serve(args) -> int:

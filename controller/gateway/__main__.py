@@ -3,32 +3,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
 import sys
-from datetime import datetime, timezone
 
 from aiohttp import web
 
 from controller.gateway.server import build_app
+from controller.logs import setup_logging
 from controller.gateway.state import GatewayConfig, GatewayState
 
 log = logging.getLogger("controller.gateway")
-_STD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, UTC time, extra= fields inlined."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc = {"ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
-               "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
-        doc.update({k: v for k, v in record.__dict__.items() if k not in _STD_ATTRS})
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,9 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    setup_logging(args.log_level.upper())
     token = os.environ.get(args.admin_token_env, "")
     if not token:
         print(f"error: environment variable {args.admin_token_env} (admin token) is not set",

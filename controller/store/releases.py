@@ -36,6 +36,13 @@ def to_release(row: ReleaseRow) -> Release:
     )
 
 
+def _row(s: Session, release_id: str) -> ReleaseRow:
+    row = s.get(ReleaseRow, release_id)
+    if row is None:
+        raise NotFound(f"no release {release_id!r}")
+    return row
+
+
 class ReleaseStore:
     def __init__(self, sessions: sessionmaker[Session]):
         self._sessions = sessions
@@ -60,17 +67,11 @@ class ReleaseStore:
 
     def get(self, release_id: str) -> Release:
         with self._sessions() as s:
-            row = s.get(ReleaseRow, release_id)
-            if row is None:
-                raise NotFound(f"no release {release_id!r}")
-            return to_release(row)
+            return to_release(_row(s, release_id))
 
     def policy_of(self, release_id: str) -> dict:
         with self._sessions() as s:
-            row = s.get(ReleaseRow, release_id)
-            if row is None:
-                raise NotFound(f"no release {release_id!r}")
-            return dict(row.policy)
+            return dict(_row(s, release_id).policy)
 
     def list(self, model: str | None = None, active_only: bool = False) -> list[Release]:
         q = select(ReleaseRow).order_by(ReleaseRow.created_at.desc())
