@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from datetime import datetime, timezone
 
 import aiohttp
@@ -22,6 +20,7 @@ from aiohttp import web
 from controller.analysis.analyzer import Analyzer
 from controller.analysis.providers.prometheus import PrometheusProvider
 from controller.analysis.types import Decision
+from controller.ports import free_port, wait_http
 from controller.traffic.base import Backend, Fault, RouteSpec
 from controller.traffic.embedded import EmbeddedGatewayRouter
 from policies.analysis import AnalysisPolicy
@@ -34,19 +33,13 @@ CFG = AnalysisPolicy(settle_seconds=2, min_soak_seconds=5, min_requests=50, late
                      max_inconclusive_seconds=30)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Upstream:
     """Answers every chat completion at once with a fixed reply, on a background loop."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.port = _free_port()
+        self.port = free_port()
 
     def start(self) -> "Upstream":
         self.thread.start()
@@ -106,11 +99,11 @@ class Load:
 def stack(tmp_path_factory):
     prom = PrometheusServer(tmp_path_factory.mktemp("prometheus")).start()
     upstream = Upstream().start()
-    port = _free_port()
+    port = free_port()
     gateway = subprocess.Popen([sys.executable, "-m", "controller.gateway", "--port", str(port), "--log-level", "WARNING"],
                                env={**os.environ, "RELCTL_GATEWAY_TOKEN": TOKEN})
     try:
-        _wait_http(f"http://127.0.0.1:{port}/healthz")
+        wait_http(f"http://127.0.0.1:{port}/healthz", 30, what="metrics stub")
         prom.add_target(f"127.0.0.1:{port}", name="gateway")
         yield prom, f"http://127.0.0.1:{port}", EmbeddedGatewayRouter(f"http://127.0.0.1:{port}", TOKEN), upstream
     finally:
@@ -118,17 +111,6 @@ def stack(tmp_path_factory):
         gateway.wait(10)
         upstream.stop()
         prom.stop()
-
-
-def _wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} not up within {timeout} s")
 
 
 def _route(upstream: Upstream, release: str, candidate_pct: float, mirror: bool = False) -> RouteSpec:
@@ -208,7 +190,7 @@ def test_shadow_catches_a_bad_candidate_before_any_user_sees_it(stack, record_pr
 
 
 def test_unreachable_prometheus_is_data_not_a_crash():
-    provider = PrometheusProvider(f"http://127.0.0.1:{_free_port()}", timeout_seconds=1)
+    provider = PrometheusProvider(f"http://127.0.0.1:{free_port()}", timeout_seconds=1)
     reading = provider.read(MODEL, "rel-x", {})
     assert not reading.ok and "query failed" in reading.error
     assert provider.stable_latency(MODEL, "rel-x", "e2e").error

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, func, select
 
+from controller.ports import free_port
 from controller.store.models import AuditRow, Base
 from controller.traffic.base import Backend, Fault, RouteSpec
 from controller.traffic.embedded import EmbeddedGatewayRouter
@@ -30,12 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "integration-token"
 REPLY = json.dumps({"object": "chat.completion", "choices": [{"index": 0, "message": {
     "role": "assistant", "content": "static answer"}}], "usage": {"prompt_tokens": 4, "completion_tokens": 2}})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
