@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -54,25 +55,39 @@ def pid_alive(pid: int | None) -> bool:
 
 
 def stop_group(pid: int | None, grace: float = 15.0) -> None:
-    """SIGTERM a process group started with start_new_session=True, then SIGKILL."""
-    if not pid_alive(pid):
+    """SIGTERM a process group started with start_new_session=True, SIGKILL what is left after `grace`.
+
+    Waits for the whole group, not only its leader: a vLLM server's engine process or an
+    MLflow worker outliving its parent would keep memory and ports.
+    """
+    if not pid or not group_alive(pid):
         return
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+    _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            _reap(pid)
-            return
-        _reap(pid)
+    while group_alive(pid) and time.monotonic() < deadline:
+        _reap(pid)  # our own child leader would otherwise linger as a zombie
         time.sleep(0.2)
+    _signal_group(pid, signal.SIGKILL)
+    _reap(pid)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs (zombies do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def _signal_group(pgid: int, sig: int) -> None:
     try:
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(pgid, sig)
     except ProcessLookupError:
         pass
-    _reap(pid)
 
 
 def _reap(pid: int) -> None:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from controller.ports import free_port, wait_http
+from controller.ports import free_port, stop_group, wait_http
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +64,7 @@ class MlflowServer:
         """SIGTERM to the whole process group, SIGKILL after `timeout_s`."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            _signal_group(proc.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout_s
-            while group_alive(proc.pid) and time.monotonic() < deadline:
-                proc.poll()  # reap the leader so it does not count as alive
-                time.sleep(0.1)
-            _signal_group(proc.pid, signal.SIGKILL)
+            stop_group(proc.pid, timeout_s)
             proc.wait(timeout_s)
         if self._log_file is not None:
             self._log_file.close()
@@ -115,22 +109,3 @@ class MlflowServer:
     def _wait_healthy(self) -> None:
         wait_http(f"{self.url}/health", self.startup_timeout_s, self._proc, "mlflow server",
                   self.workdir / "mlflow-server.log")
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the group still runs (zombies left for init do not count)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False

@@ -8,9 +8,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from controller.ports import group_alive
 from controller.registry import conventions as c
 from controller.registry.mlflow_registry import MlflowRegistry
-from controller.registry.mlflow_server import group_alive
 from controller.registry.types import EventKind, RegistryError, RegistryEvent
 from controller.registry.webhook import WEBHOOK_PATH, ensure_webhook, webhook_router
 from tests.support.mlflow_server import MlflowServer, free_port, mlflow_server  # noqa: F401
