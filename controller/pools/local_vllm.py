@@ -104,6 +104,9 @@ class LocalVllmPool:
             env["VLLM_CPU_OMP_THREADS_BIND"] = str(core)
         with open(self._log_path(key), "ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        # A child inherits the spawning thread's CPU affinity, which quantization narrows (and
+        # OpenMP may pin): give the server the whole process's cores; vLLM pins its own workers.
+        os.sched_setaffinity(proc.pid, os.sched_getaffinity(os.getpid()))
         self._children[key] = proc
         return proc
 
