@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--backend", default="autoawq", choices=["autoawq", "llmcompressor"])
     q.add_argument("--mlflow-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"))
     q.add_argument("--workdir", default=".relctl")
+    q.add_argument("--calibration", default=None, metavar="REF",
+                   help="calibration texts: a file, mlflow-dataset:RUN_ID/NAME or runs:/RUN_ID/PATH (default: built-in)")
     q.set_defaults(func=_quantize)
 
     t = sub.add_parser("build-tiny-model", help="build a tiny Llama checkpoint (offline) for tests and demos")
@@ -140,7 +142,8 @@ def _policy_validate(args) -> int:
 
 def _quantize(args) -> int:
     from controller.quantize_command import quantize_version
-    result = quantize_version(args.mlflow_uri, args.model, args.version, args.backend, args.workdir)
+    result = quantize_version(args.mlflow_uri, args.model, args.version, args.backend, args.workdir,
+                              calibration=args.calibration)
     print(json.dumps(result, indent=2))
     return 0 if result["gate"]["passed"] else EXIT_ERROR
 

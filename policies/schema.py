@@ -21,7 +21,8 @@ class QuantizePolicy(_Strict):
     group_size: int = Field(128, ge=8)
     zero_point: bool = True
     kernel: str = Field("GEMM", description="AutoAWQ kernel version: GEMM | GEMV")
-    calibration: str | None = Field(None, description="text/JSONL file of calibration texts; built-in when empty")
+    calibration: str | None = Field(None, description="calibration texts: a .txt/.jsonl/.csv/.parquet file, "
+                                    "mlflow-dataset:RUN_ID/NAME or an MLflow artifact URI (runs:/...); built-in when empty")
     max_calib_samples: int = Field(64, ge=1)
     max_calib_seq_len: int = Field(256, ge=16)
     timeout_seconds: int = Field(1800, ge=10)

@@ -33,7 +33,8 @@ def run_quantize_command(model_dir: Path, out_dir: Path | None = None, *, backen
     model_dir = Path(model_dir)
     out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="relctl-quant-")) / f"{model_dir.name}-awq"
     job = run_quantize_job(model_dir, out_dir, spec_from_policy(qp), backend=backend, timeout_s=qp.timeout_seconds,
-                           max_memory_gb=qp.max_memory_gb, on_progress=on_progress, cancel=cancel)
+                           max_memory_gb=qp.max_memory_gb, on_progress=on_progress, cancel=cancel,
+                           tracking_uri=tracking_uri)
     report = quality_report(model_dir, job.build_dir, quantization_seconds=job.seconds,
                             peak_memory_mb=job.peak_memory_mb)
     ok, reason = check_gate(report, gate_policy)

@@ -33,19 +33,35 @@ def default_calibration_path() -> Path:
 
 
 def load_texts(path: Path) -> list[str]:
-    """Calibration texts: a .txt file (paragraphs split by blank lines) or JSONL with a "text" field."""
+    """Calibration texts: a .txt file (paragraphs split by blank lines), JSONL with a "text"
+    field, or a table (.csv, .parquet) with a "text" column."""
     path = Path(path)
     if not path.is_file():
         raise QuantizeError(f"calibration data not found: {path}", cause="calibration")
     if path.suffix == ".jsonl":
         texts = [_jsonl_text(line, path, n) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                  if line.strip()]
+    elif path.suffix in (".csv", ".parquet"):
+        texts = _table_texts(path)
     else:
         texts = _paragraphs(path)
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise QuantizeError(f"calibration data is empty: {path}", cause="calibration")
     return texts
+
+
+def _table_texts(path: Path) -> list[str]:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except Exception as exc:
+        raise QuantizeError(f"calibration table {path} cannot be read: {exc}", cause="calibration") from exc
+    if "text" not in frame.columns:
+        raise QuantizeError(f"calibration table {path} has no \"text\" column (columns: {', '.join(map(str, frame.columns))})",
+                            cause="calibration")
+    return [t for t in frame["text"].tolist() if isinstance(t, str)]
 
 
 def _jsonl_text(line: str, path: Path, lineno: int) -> str:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Callable
 
@@ -24,6 +24,7 @@ from quantize.base import QuantizeResult, QuantizeSpec, check_backend_name, get_
 from quantize.calibration import calibration_texts
 from quantize.checkpoint import check_group_size, check_weights, read_config
 from quantize.errors import QuantizeError
+from quantize.mlflow_calibration import fetch, is_mlflow_reference
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -58,28 +59,37 @@ def validate_inputs(parent_dir: Path, out_dir: Path, spec: QuantizeSpec, backend
 
 def run_quantize_job(parent_dir: Path, out_dir: Path, spec: QuantizeSpec, *, backend: str, timeout_s: float,
                      max_memory_gb: float, on_progress: Callable[[dict], None] | None = None,
-                     cancel: threading.Event | None = None) -> QuantizeJobResult:
+                     cancel: threading.Event | None = None, tracking_uri: str | None = None) -> QuantizeJobResult:
+    """`tracking_uri` is the MLflow server that calibration references (mlflow-dataset:, runs:/) point to."""
     parent_dir, out_dir = Path(parent_dir).resolve(), Path(out_dir).resolve()
-    validate_inputs(parent_dir, out_dir, spec, backend)
-    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}-{threading.get_ident()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "quantize.worker", "--parent", str(parent_dir), "--out", str(staging),
-           "--backend", backend, "--spec", json.dumps(spec.to_dict())]
-    log.info("quantize job starting", extra={"parent": str(parent_dir), "backend": backend, "spec": spec.label()})
-    started = time.monotonic()
-    watch = _Watch(_spawn(cmd), timeout_s, max_memory_gb, on_progress, cancel)
+    suffix = f"{os.getpid()}-{threading.get_ident()}"
+    staging = out_dir.parent / f".{out_dir.name}.partial-{suffix}"
+    downloads = out_dir.parent / f".{out_dir.name}.calibration-{suffix}"
     try:
-        done = watch.run()
-        result = QuantizeResult.from_dict({**done["result"], "build_dir": str(out_dir)})
-        if out_dir.exists():
-            out_dir.rmdir()  # validated empty above
-        os.replace(staging, out_dir)
-    except QuantizeError as exc:
-        exc.log_text = watch.log_text()  # the caller attaches it to the failed run
-        raise
+        # The worker gets a local file; the result keeps the spec as asked (the MLflow reference).
+        worker_spec = spec
+        if is_mlflow_reference(spec.calibration):
+            worker_spec = replace(spec, calibration=str(fetch(spec.calibration, downloads, tracking_uri)))
+        validate_inputs(parent_dir, out_dir, worker_spec, backend)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "quantize.worker", "--parent", str(parent_dir), "--out", str(staging),
+               "--backend", backend, "--spec", json.dumps(worker_spec.to_dict())]
+        log.info("quantize job starting", extra={"parent": str(parent_dir), "backend": backend, "spec": spec.label()})
+        started = time.monotonic()
+        watch = _Watch(_spawn(cmd), timeout_s, max_memory_gb, on_progress, cancel)
+        try:
+            done = watch.run()
+            result = QuantizeResult.from_dict({**done["result"], "build_dir": str(out_dir), "spec": spec.to_dict()})
+            if out_dir.exists():
+                out_dir.rmdir()  # validated empty above
+            os.replace(staging, out_dir)
+        except QuantizeError as exc:
+            exc.log_text = watch.log_text()  # the caller attaches it to the failed run
+            raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(downloads, ignore_errors=True)
     seconds = round(time.monotonic() - started, 3)
     peak = max(watch.peak_rss_mb, float(done.get("peak_rss_mb", 0.0)))
     log.info("quantize job done", extra={"build": str(out_dir), "seconds": seconds, "peak_mb": round(peak, 1)})

@@ -52,6 +52,7 @@ def _log_contents(client: MlflowClient, run_id: str, report: QualityReport | Non
         client.log_batch(run_id, params=_params(params))
         client.log_metric(run_id, "quantization_seconds", job_result.seconds)
         client.log_metric(run_id, "peak_memory_mb", job_result.peak_memory_mb)
+        _log_calibration_dataset(client, run_id, res.spec.calibration)
     if report is not None:
         for key, value in report.metrics().items():
             client.log_metric(run_id, key, value)
@@ -70,6 +71,17 @@ def _log_contents(client: MlflowClient, run_id: str, report: QualityReport | Non
         for name, text in files.items():
             (Path(tmp) / name).write_text(text)
             client.log_artifact(run_id, str(Path(tmp) / name), artifact_path="quantization")
+
+
+def _log_calibration_dataset(client: MlflowClient, run_id: str, calibration: str | None) -> None:
+    """Lineage: an MLflow calibration dataset becomes an input of the quantization run."""
+    from mlflow.entities import DatasetInput, InputTag
+
+    from quantize.mlflow_calibration import DATASET_SCHEME, find_dataset_input
+
+    if calibration and calibration.startswith(DATASET_SCHEME):
+        source = find_dataset_input(calibration, client.tracking_uri)
+        client.log_inputs(run_id, datasets=[DatasetInput(source.dataset, [InputTag("mlflow.data.context", "calibration")])])
 
 
 def _params(values: dict) -> list:

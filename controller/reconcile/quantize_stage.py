@@ -53,7 +53,7 @@ def _build(ctx: Controller, r: Release, policy: Policy) -> BuildOutcome:
     shutil.rmtree(out, ignore_errors=True)
     spec = spec_from_policy(q)
     job = run_quantize_job(parent, out, spec, backend=q.backend,
-                           timeout_s=q.timeout_seconds, max_memory_gb=q.max_memory_gb)
+                           timeout_s=q.timeout_seconds, max_memory_gb=q.max_memory_gb, tracking_uri=ctx.registry.uri)
     report = quality_report(parent, out, quantization_seconds=job.seconds, peak_memory_mb=job.peak_memory_mb)
     run_id = log_quantization_run(ctx.registry.uri, report, job, out,
                                   tags={rc.TAG_RELEASE_ID: r.id, rc.TAG_PARENT_VERSION: r.candidate_version})

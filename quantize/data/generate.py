@@ -108,7 +108,12 @@ def eval_items() -> list[dict[str, str]]:
     items = [{"prompt": f"Q: What is the capital of {c}?\nA:", "answer": a} for c, a in CAPITALS.items()]
     items += [{"prompt": f"Q: What is the opposite of {w}?\nA:", "answer": o} for w, o in OPPOSITES.items()]
     items += [{"prompt": f"Q: What does a {w} say?\nA:", "answer": s} for w, s in SOUNDS.items()]
-    items += [{"prompt": f"Q: What day comes after {d}?\nA:", "answer": DAYS[(i + 1) % 7]} for i, d in enumerate(DAYS)]
+    items += [{"prompt": f"Q: What colour is {t}?\nA:", "answer": c} for t, c in COLOURS.items()]
+    for seq, label in ((DAYS, "day"), (MONTHS, "month")):
+        items += [{"prompt": f"Q: What {label} comes after {cur}?\nA:", "answer": seq[(i + 1) % len(seq)]}
+                  for i, cur in enumerate(seq)]
+    items += [{"prompt": f"Q: What is {NUMBERS[a]} plus {NUMBERS[b]}?\nA:", "answer": NUMBERS[a + b]}
+              for a in range(1, 6) for b in range(1, 6)]
     return items
 
 

@@ -87,6 +87,21 @@ def test_bad_jsonl_calibration(ckpt: Path, tmp_path: Path) -> None:
            spec=QuantizeSpec(calibration=str(calib)))
 
 
+def test_calibration_table_needs_a_text_column(ckpt: Path, tmp_path: Path) -> None:
+    calib = tmp_path / "calib.csv"
+    calib.write_text("prompt,label\nhello,1\n")
+    expect("calibration", 'has no "text" column \\(columns: prompt, label\\)', ckpt, tmp_path / "out",
+           spec=QuantizeSpec(calibration=str(calib)))
+
+
+def test_calibration_table_texts_are_read(tmp_path: Path) -> None:
+    from quantize.data_files import load_texts
+
+    calib = tmp_path / "calib.csv"
+    calib.write_text('text,n\n"first, with a comma",1\nsecond,2\n')
+    assert load_texts(calib) == ["first, with a comma", "second"]
+
+
 def test_unknown_backend(ckpt: Path, tmp_path: Path) -> None:
     expect("backend", "unknown quantize backend 'gptq'", ckpt, tmp_path / "out", backend="gptq")
 
