@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controller.analysis import beta_mixture, error_label, sprt  # noqa: E402
 from controller.analysis.judge import evaluate  # noqa: E402
-from controller.analysis.metrics import canary_metrics  # noqa: E402
+from controller.analysis.metrics import canary_metrics, count_spec  # noqa: E402
 from controller.analysis.types import Decision, ShadowCounts, TrackCounts, Window  # noqa: E402
 from policies.analysis import AnalysisPolicy  # noqa: E402
 
@@ -112,7 +112,7 @@ def relctl_shadow(tr: Traffic, cfg: AnalysisPolicy, tick: int) -> Outcome:
     idx = np.arange(tick - 1, tr.n_c.shape[1], tick)
     pairs, b, c = tr.n_c[:, idx], tr.e_c[:, idx], tr.e_s[:, idx]
     times = idx + 1
-    spec = error_label.CountSpec(cfg.shadow_alpha, cfg.beta, cfg.min_effect, cfg.mixture_k0, cfg.sprt_weight)
+    spec = count_spec(cfg, cfg.shadow_alpha, cfg.min_effect)
     guard = (pairs >= cfg.guard_min_requests) & (b > cfg.max_error_rate * pairs)
     rollback = guard | (log_e(b, c, 0.5, spec) >= -math.log(cfg.shadow_alpha))
     never = np.full(len(pairs), NEVER, dtype=np.int64)
@@ -228,7 +228,8 @@ def relctl_schedule(p0: float, p1: float, args, cfg: AnalysisPolicy, runs: int, 
     outcome = np.full(runs, "horizon", dtype=object)
     ended = np.full(runs, NEVER, np.int64)
     bad = np.zeros(runs, np.int64)
-    carried = {k: np.zeros(runs) for k in ("sprt", "mix", "srm")}
+    carried = np.zeros((3, runs))                  # the count test's three parts, closed windows
+    carried_srm = np.zeros(runs)
     win = {k: np.zeros(runs, np.int64) for k in ("n_c", "e_c", "n_s", "e_s", "t")}
     checked = min(args.check_runs, runs)
     replay = [[] for _ in range(checked)]          # per checked run: (windows so far, replica's verdict)
@@ -241,17 +242,13 @@ def relctl_schedule(p0: float, p1: float, args, cfg: AnalysisPolicy, runs: int, 
         for k, v in (("n_c", n_c), ("e_c", e_c), ("n_s", n_s), ("e_s", e_s), ("t", running.astype(np.int64))):
             win[k] += v
         bad += e_c
-        theta1 = rho * spec.effect / (rho * spec.effect + 1 - rho)
-        llr = win["e_c"] * np.log(theta1 / rho) + win["e_s"] * np.log((1 - theta1) / (1 - rho))
-        mix = beta_mixture.log_bayes_factor_array(win["e_c"], win["e_s"], rho, spec.k0)
+        parts = error_label.window_logs(win["e_c"], win["e_s"], rho, spec)
+        llr = parts[0]
+        log_e = error_label.combine(carried + parts, spec)
         srm_bf = beta_mixture.log_bayes_factor_array(win["n_c"], win["n_s"], rho, cfg.srm_k0, one_sided=False)
-        with np.errstate(divide="ignore"):
-            log_w = np.log([spec.sprt_weight, 1 - spec.sprt_weight])
-        log_e = np.logaddexp(log_w[0] + carried["sprt"] + llr,
-                             log_w[1] + carried["mix"] + mix)
         guard = ((win["n_c"] >= cfg.guard_min_requests) & (win["e_c"] > cfg.max_error_rate * win["n_c"])
                  & (win["e_c"] * np.maximum(win["n_s"], 1) > win["e_s"] * win["n_c"]))
-        srm = carried["srm"] + srm_bf >= -math.log(cfg.srm_alpha)
+        srm = carried_srm + srm_bf >= -math.log(cfg.srm_alpha)
         accepted = (llr <= accept_bound) & (win["e_c"] + win["e_s"] > 0)
         with np.errstate(invalid="ignore", divide="ignore"):
             ub = np.where(win["e_c"] < win["n_c"], betaincinv(win["e_c"] + 1, np.maximum(win["n_c"] - win["e_c"], 1),
@@ -277,9 +274,8 @@ def relctl_schedule(p0: float, p1: float, args, cfg: AnalysisPolicy, runs: int, 
         nxt = advance & ~last
         for r in np.flatnonzero(nxt[:checked]):
             closed[r].append(replay[r][-1][0][-1])
-        carried["sprt"] += np.where(nxt, llr, 0.0)
-        carried["mix"] += np.where(nxt, mix, 0.0)
-        carried["srm"] += np.where(nxt, srm_bf, 0.0)
+        carried += np.where(nxt, parts, 0.0)
+        carried_srm += np.where(nxt, srm_bf, 0.0)
         step += nxt
         for k in win:
             win[k] = np.where(nxt, 0, win[k])
@@ -345,7 +341,9 @@ def run(args) -> dict:
         rows += kinds[kind](name, p0, p1, args, cfg, getattr(args, runs_attr), rng)
     rows += oracle_rows(args, rng)
     settings = {"alpha": cfg.alpha, "shadow_alpha": cfg.shadow_alpha, "min_effect": cfg.min_effect,
-                "mixture_k0": cfg.mixture_k0, "sprt_weight": cfg.sprt_weight, "tick_seconds": args.tick,
+                "mixture_k0": cfg.mixture_k0, "sprt_weight": cfg.sprt_weight,
+                "large_effect_factor": cfg.large_effect_factor, "large_effect_weight": cfg.large_effect_weight,
+                "tick_seconds": args.tick,
                 "horizon_seconds": args.horizon, "min_soak_seconds": cfg.min_soak_seconds, "seed": args.seed,
                 "schedule_steps_pct": args.steps, "schedule_step_seconds": args.step_seconds,
                 "cross_checked_runs_per_scenario": args.check_runs}

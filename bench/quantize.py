@@ -2,7 +2,7 @@
 
 For each size: build (or reuse) a briefly trained model, quantize it with the chosen backend
 through the real job (subprocess), and evaluate the build against its parent.
-    python bench/quantize.py [--sizes small,medium,large] [--train-steps 60] [--json]
+    python bench/quantize.py [--sizes small,medium,large] [--train-steps 200] [--json]
 GPU serving throughput (AWQ vs fp16 in vLLM) is not measured here: this machine has no GPU.
 """
 from __future__ import annotations
@@ -59,7 +59,7 @@ def table(rows: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="small,medium,large")
-    parser.add_argument("--train-steps", type=int, default=60)
+    parser.add_argument("--train-steps", type=int, default=200)
     parser.add_argument("--backend", default="autoawq")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "relctl-bench-models")
     parser.add_argument("--json", action="store_true")

@@ -68,7 +68,12 @@ def stop_group(pid: int | None, grace: float = 15.0) -> None:
         _reap(pid)  # our own child leader would otherwise linger as a zombie
         time.sleep(0.2)
     _signal_group(pid, signal.SIGKILL)
-    _reap(pid)
+    deadline = time.monotonic() + 5.0       # the kernel tears killed processes down asynchronously
+    while True:
+        _reap(pid)
+        if not group_alive(pid) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
 
 
 def group_alive(pgid: int) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class AnalysisPolicy(BaseModel):
@@ -20,7 +20,11 @@ class AnalysisPolicy(BaseModel):
     beta: float = Field(0.2, gt=0, lt=0.5, description="SPRT type II error: sets the boundary for accepting 'no regression'")
     min_effect: float = Field(2.0, gt=1, le=100, description="smallest error-rate ratio candidate/stable worth catching")
     mixture_k0: float = Field(10.0, gt=0, le=1e6, description="Beta-mixture prior concentration (smaller: faster on large effects)")
-    sprt_weight: float = Field(0.5, ge=0, le=1, description="weight of the SPRT in the averaged e-value (rest: Beta mixture)")
+    sprt_weight: float = Field(0.65, ge=0, le=1, description="weight of the SPRT at min_effect in the averaged e-value")
+    large_effect_factor: float = Field(2.5, ge=1, le=100, description="a second SPRT is tuned for this many times "
+                                                                     "the minimum effect (big regressions, fewer bad answers)")
+    large_effect_weight: float = Field(0.25, ge=0, le=1, description="weight of that second SPRT; the Beta mixture gets "
+                                                                    "1 - sprt_weight - large_effect_weight")
     error_alpha_share: float = Field(0.5, gt=0, lt=1, description="share of alpha for errors when latency is judged too")
     error_rate_tolerance: float = Field(
         0.02, ge=0, lt=1, description="accept 'no regression' when the candidate's error rate is confidently below this "
@@ -43,6 +47,13 @@ class AnalysisPolicy(BaseModel):
     # Hard guards act at once.
     max_error_rate: float = Field(0.2, gt=0, le=1, description="hard guard: candidate error rate that rolls back at once")
     guard_min_requests: int = Field(20, ge=1, description="candidate requests (or pairs) before the hard guard may act")
+
+    @model_validator(mode="after")
+    def _weights(self) -> "AnalysisPolicy":
+        if self.sprt_weight + self.large_effect_weight > 1 + 1e-9:
+            raise ValueError(f"sprt_weight ({self.sprt_weight}) + large_effect_weight ({self.large_effect_weight}) "
+                             f"must not exceed 1: they share one e-value average with the Beta mixture")
+        return self
 
     @field_validator("latency_quantiles")
     @classmethod

@@ -25,11 +25,12 @@ def canary_metrics(windows: list[Window], cfg: AnalysisPolicy) -> list[CountMetr
     """`windows` are canary windows, current last. Latency keys come from the fixed thresholds."""
     keys = sorted({k for w in windows for t in (w.stable, w.candidate) for k in t.latency_over})
     error_alpha = cfg.alpha * cfg.error_alpha_share if keys else cfg.alpha
-    out = [_metric(ERRORS, windows, lambda t: t.errors, _spec(cfg, error_alpha, cfg.min_effect),
+    out = [_metric(ERRORS, windows, lambda t: t.errors, count_spec(cfg, error_alpha, cfg.min_effect),
                    cfg.error_rate_tolerance)]
     for key in keys:
         q = latency.quantile_of(key)
-        spec = _spec(cfg, (cfg.alpha - error_alpha) / len(keys), latency.effect_for(q, cfg.latency_min_effect))
+        spec = count_spec(cfg, (cfg.alpha - error_alpha) / len(keys), cfg.latency_min_effect,
+                          cap=lambda e, q=q: latency.effect_for(q, e))
         out.append(_metric(key, windows, lambda t, k=key: t.latency_over.get(k, 0), spec,
                            (1 - q) * spec.effect))
     return out
@@ -42,5 +43,7 @@ def _metric(name, windows, count, spec: CountSpec, tolerance: float) -> CountMet
     return CountMetric(name, spec, segments, count(cur), cur.requests, tolerance)
 
 
-def _spec(cfg: AnalysisPolicy, alpha: float, effect: float) -> CountSpec:
-    return CountSpec(alpha=alpha, beta=cfg.beta, effect=effect, k0=cfg.mixture_k0, sprt_weight=cfg.sprt_weight)
+def count_spec(cfg: AnalysisPolicy, alpha: float, effect: float, cap=lambda e: e) -> CountSpec:
+    """The count test's settings for one metric; `cap` keeps an effect possible (latency)."""
+    return CountSpec(alpha=alpha, beta=cfg.beta, effect=cap(effect), k0=cfg.mixture_k0, sprt_weight=cfg.sprt_weight,
+                     large_effect=cap(effect * cfg.large_effect_factor), large_weight=cfg.large_effect_weight)

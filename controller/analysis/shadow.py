@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from controller.analysis import error_label, guards
 from controller.analysis.bounds import rate_upper_bound
-from controller.analysis.error_label import Segment, CountSpec
+from controller.analysis.error_label import Segment
+from controller.analysis.metrics import count_spec
 from controller.analysis.types import Decision, Verdict, Window
 from policies.analysis import AnalysisPolicy
 
@@ -26,8 +27,7 @@ def judge_shadow(windows: list[Window], cfg: AnalysisPolicy) -> Verdict:
     reason = guards.shadow_guard(cur, cfg.max_error_rate, cfg.guard_min_requests)
     if reason:
         return Verdict(Decision.ROLLBACK, reason, evidence)
-    spec = CountSpec(alpha=cfg.shadow_alpha, beta=cfg.beta, effect=cfg.min_effect, k0=cfg.mixture_k0,
-                    sprt_weight=cfg.sprt_weight)
+    spec = count_spec(cfg, cfg.shadow_alpha, cfg.min_effect)
     segments = [Segment(w.shadow.only_candidate_failed,
                         w.shadow.only_candidate_failed + w.shadow.only_stable_failed, PAIRED_SHARE) for w in shadow]
     result = error_label.run(segments, spec)

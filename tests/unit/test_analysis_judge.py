@@ -117,10 +117,17 @@ def shadow_window(pairs, only_cand, only_stable, elapsed=30.0):
 
 
 def test_shadow_exact_e_value():
-    cfg = AnalysisPolicy(mixture_k0=2, min_effect=2, sprt_weight=0.5)
+    # 2 candidate-only failures, 1 stable-only, at share 1/2. Likelihood ratios: 2x -> (4/3)^2 (2/3) = 32/27,
+    # 5x (2.5 times the minimum effect) -> (5/3)^2 (1/3) = 25/27; Beta(1, 1) mixture above 1/2 -> 11/12.
+    cfg = AnalysisPolicy(mixture_k0=2, min_effect=2, sprt_weight=0.5, large_effect_factor=2.5,
+                         large_effect_weight=0.25)
     v = evaluate([shadow_window(100, 2, 1)], cfg, phase="shadow")
-    assert math.exp(v.evidence["test"]["log_e"]) == pytest.approx((32 / 27 + 11 / 12) / 2, rel=1e-4)
+    expected = 32 / 27 / 2 + 25 / 27 / 4 + 11 / 12 / 4
+    assert math.exp(v.evidence["test"]["log_e"]) == pytest.approx(expected, rel=1e-4)
     assert v.decision == Decision.CONTINUE
+    two_parts = AnalysisPolicy(mixture_k0=2, min_effect=2, sprt_weight=0.5, large_effect_weight=0)
+    v = evaluate([shadow_window(100, 2, 1)], two_parts, phase="shadow")
+    assert math.exp(v.evidence["test"]["log_e"]) == pytest.approx((32 / 27 + 11 / 12) / 2, rel=1e-4)
 
 
 def test_shadow_catches_a_bad_candidate_with_zero_users_hurt():

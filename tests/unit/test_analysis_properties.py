@@ -34,9 +34,11 @@ def false_alarm_probability(rho: float, spec: CountSpec, max_events: int) -> flo
 
 @settings(max_examples=15, deadline=None)
 @given(rho=st.floats(0.01, 0.5), effect=st.floats(1.2, 10), k0=st.floats(0.5, 1000),
-       weight=st.floats(0, 1), alpha=st.floats(0.001, 0.2))
-def test_a_a_false_alarm_rate_at_most_alpha(rho, effect, k0, weight, alpha):
-    spec = CountSpec(alpha=alpha, beta=0.2, effect=effect, k0=k0, sprt_weight=weight)
+       weight=st.floats(0, 1), large_factor=st.floats(1, 10), large_share=st.floats(0, 1),
+       alpha=st.floats(0.001, 0.2))
+def test_a_a_false_alarm_rate_at_most_alpha(rho, effect, k0, weight, large_factor, large_share, alpha):
+    spec = CountSpec(alpha=alpha, beta=0.2, effect=effect, k0=k0, sprt_weight=weight * (1 - large_share),
+                     large_effect=effect * large_factor, large_weight=(1 - weight) * large_share)
     assert false_alarm_probability(rho, spec, 150) <= alpha
 
 
