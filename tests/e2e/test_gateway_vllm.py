@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.orm import sessionmaker
 
 from controller.gateway import GatewayConfig, GatewayServer, GatewayState
-from controller.ports import free_port
+from controller.pools.local_vllm import LocalVllmPool
+from controller.store.db import make_engine, migrate
+from controller.store.deployments import DeploymentStore
 from tests.support.fake_openai import route_doc
 
 pytest.importorskip("vllm")
@@ -27,18 +28,16 @@ TOKEN = "e2e-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 480) -> None:
+def _wait_ready(pool: LocalVllmPool, timeout: float = 480) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"vLLM exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        served = pool.status(MODEL, "1")
+        if served.state == "failed":
+            pytest.fail(f"vLLM exited: {served.detail}")
+        if served.state == "ready":
+            return served.url
         time.sleep(1)
-    pytest.fail(f"vLLM not healthy after {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
+    pytest.fail(f"vLLM not healthy after {timeout:.0f} s")
 
 
 @pytest.fixture(scope="module")
@@ -50,25 +49,16 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def vllm_url(model_dir, tmp_path_factory):
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("vllm") / "vllm.log"
-    env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "0"}
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-           "--dtype", "float32", "--max-model-len", "512", "--served-model-name", MODEL,
-           "--host", "127.0.0.1", "--port", str(port)]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
+    """Started the way the controller starts it: through the local pool."""
+    work = tmp_path_factory.mktemp("pool")
+    engine = make_engine(f"sqlite:///{work / 'store.db'}")
+    migrate(engine)
+    pool = LocalVllmPool(DeploymentStore(sessionmaker(engine, expire_on_commit=False)), work)
+    pool.ensure(MODEL, "1", model_dir)
     try:
-        _wait_healthy(url, proc, log_path)
-        yield url
+        yield _wait_ready(pool)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        pool.stop_all()
 
 
 @pytest.fixture(scope="module")
