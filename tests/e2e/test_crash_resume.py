@@ -100,9 +100,19 @@ def test_audit_trail_records_hashes_of_what_was_served(stack):
 
 def test_quantize_command_on_a_registered_version(stack, tmp_path):
     import json
+
+    from mlflow.tracking import MlflowClient
+
+    from quantize.data_files import default_calibration_path
+    client = MlflowClient(stack.mlflow.url)                # calibration texts kept as an MLflow artifact
+    run_id = client.create_run(client.create_experiment("calibration-e2e")).info.run_id
+    client.log_artifact(run_id, str(default_calibration_path()), artifact_path="calib")
+    calibration = f"runs:/{run_id}/calib/calibration.txt"
     r = subprocess.run([sys.executable, "-m", "controller.cli", "quantize", MODEL, "1", "--mlflow-uri", stack.mlflow.url,
-                        "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=900)
+                        "--workdir", str(tmp_path), "--calibration", calibration],
+                       capture_output=True, text=True, timeout=900)
     result = json.loads(r.stdout)                       # stdout is exactly the JSON report
+    assert result["spec"]["calibration"] == calibration
     assert r.returncode == (0 if result["gate"]["passed"] else 1), r.stderr[-3000:]
     assert result["mlflow_run_id"] and "perplexity" in result["gate"]["reason"]
     assert 0.2 < result["report"]["weight_size_ratio"] < 0.35          # 4-bit + scales: about 4x smaller
@@ -110,6 +120,10 @@ def test_quantize_command_on_a_registered_version(stack, tmp_path):
     r = subprocess.run([sys.executable, "-m", "controller.cli", "quantize", MODEL, "99", "--mlflow-uri",
                         stack.mlflow.url, "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "99" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "controller.cli", "quantize", MODEL, "1", "--mlflow-uri",
+                        stack.mlflow.url, "--workdir", str(tmp_path), "--calibration", f"mlflow-dataset:{run_id}/nope"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "has no input dataset named 'nope'" in r.stderr
 
 
 def deployments(stack) -> list[dict]:
