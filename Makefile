@@ -47,7 +47,7 @@ test-unit: setup
 
 bench: setup
 	$(PY) bench/blast_radius.py
-	$(PY) bench/quantize.py
+	$(PY) bench/quantize.py --backends autoawq,llmcompressor
 	$(PY) bench/gateway.py
 
 clean:
