@@ -5,6 +5,8 @@ silently falls back to a default.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from policies.analysis import AnalysisPolicy
@@ -32,6 +34,10 @@ class QuantizePolicy(_Strict):
 class QualityGate(_Strict):
     max_perplexity_increase_pct: float = Field(5.0, ge=0)
     max_accuracy_drop_pct: float = Field(1.2, ge=0)
+    evaluate_on: Literal["auto", "cpu", "pool"] = Field(
+        "auto", description="where the build is measured: cpu (weights dequantized in the controller), "
+                            "pool (vLLM on the release's pool serves parent and build), auto (pool when it "
+                            "can serve the build's format, else cpu)")
 
 
 class ShadowPolicy(_Strict):

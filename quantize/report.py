@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import math
 import re
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import torch
 from transformers import AutoTokenizer
 
 from quantize import data_files
 from quantize.data_files import EvalItem, load_eval_set
 from quantize.dequant import load_build_model, load_fp_model, packed_layer_bytes
+from quantize.scorer_served import ServedPair, ServedScorer
+from quantize.scorer_torch import TorchScorer
 
 PPL_WINDOW = 256
 MAX_NEW_TOKENS = 8
@@ -40,6 +42,7 @@ class QualityReport:
     quantization_seconds: float | None = None
     peak_memory_mb: float | None = None
     quant_method: str = "awq"
+    evaluated_on: str = "cpu (dequantized)"   # or "vllm (<where>)": how the build was run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,25 +61,32 @@ def _tag_value(value: Any) -> str:
     return str(value)
 
 
-def perplexity(model: torch.nn.Module, tokenizer, texts: list[str], window: int = PPL_WINDOW) -> tuple[float, int]:
-    """exp(mean token NLL) over non-overlapping windows of the texts framed as in training."""
+class Scorer(Protocol):
+    """One model under evaluation: in this process (TorchScorer) or behind vLLM (ServedScorer)."""
+
+    def window_nll(self, window: list[int]) -> float:
+        """Sum of -log p(token | earlier tokens of the window) over window[1:]."""
+
+    def answers(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        """Greedy completions, one per prompt."""
+
+
+def token_windows(tokenizer, texts: list[str], window: int = PPL_WINDOW) -> list[list[int]]:
+    """The texts framed as in training (EOS between them), cut into non-overlapping windows of
+    window+1 tokens (each predicts its last `window` tokens)."""
     ids: list[int] = []
     for enc in tokenizer(texts, add_special_tokens=True)["input_ids"]:
         ids.extend(enc + [tokenizer.eos_token_id])
-    stream = torch.tensor(ids, dtype=torch.long)
-    total_nll, total_tokens = 0.0, 0
-    with torch.inference_mode():
-        for start in range(0, len(stream) - 1, window):
-            chunk = stream[start:start + window + 1]
-            if len(chunk) < 2:
-                break
-            logits = model(input_ids=chunk[None, :-1]).logits[0]
-            nll = torch.nn.functional.cross_entropy(logits.float(), chunk[1:], reduction="sum")
-            total_nll += nll.item()
-            total_tokens += len(chunk) - 1
-    if total_tokens == 0:
+    windows = [ids[start:start + window + 1] for start in range(0, len(ids) - 1, window)]
+    return [w for w in windows if len(w) >= 2]
+
+
+def perplexity(scorer: Scorer, windows: list[list[int]]) -> tuple[float, int]:
+    """exp(mean token NLL) over the windows."""
+    tokens = sum(len(w) - 1 for w in windows)
+    if tokens == 0:
         raise ValueError("held-out text is empty")
-    return math.exp(total_nll / total_tokens), total_tokens
+    return math.exp(sum(scorer.window_nll(w) for w in windows) / tokens), tokens
 
 
 def normalize(text: str) -> str:
@@ -85,23 +95,14 @@ def normalize(text: str) -> str:
     return re.sub(r"[^\w\s]", "", first).strip().lower()
 
 
-def accuracy(model: torch.nn.Module, tokenizer, items: list[EvalItem], batch_size: int = 32) -> float:
-    """Greedy answers, generated in left-padded batches (one generate call per batch is far faster)."""
-    correct = 0
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(items), batch_size):
-                batch = items[start:start + batch_size]
-                enc = tokenizer([it.prompt for it in batch], return_tensors="pt", padding=True)
-                out = model.generate(**enc, max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
-                answers = tokenizer.batch_decode(out[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
-                correct += sum(normalize(a) == normalize(it.answer) for a, it in zip(answers, batch))
-    finally:
-        tokenizer.padding_side = side
-    return correct / len(items)
+def accuracy(scorer: Scorer, items: list[EvalItem]) -> float:
+    answers = scorer.answers([it.prompt for it in items], MAX_NEW_TOKENS)
+    return sum(normalize(a) == normalize(it.answer) for a, it in zip(answers, items)) / len(items)
+
+
+def _scores(scorer: Scorer, windows: list[list[int]], items: list[EvalItem]) -> tuple[float, int, float]:
+    ppl, tokens = perplexity(scorer, windows)
+    return ppl, tokens, accuracy(scorer, items)
 
 
 def _pct_increase(parent: float, build: float) -> float:
@@ -110,17 +111,22 @@ def _pct_increase(parent: float, build: float) -> float:
 
 def quality_report(parent_dir: Path, build_dir: Path, *, heldout_texts: list[str] | None = None,
                    eval_set: list[EvalItem] | Path | None = None, quantization_seconds: float | None = None,
-                   peak_memory_mb: float | None = None) -> QualityReport:
+                   peak_memory_mb: float | None = None, served: ServedPair | None = None) -> QualityReport:
+    """Measure parent and build on the same windows and items: in this process with the build's
+    weights dequantized (CPU), or, with `served`, through the vLLM servers running them."""
     texts = heldout_texts if heldout_texts is not None else data_files.heldout_texts()
     items = eval_set if isinstance(eval_set, list) else load_eval_set(eval_set)
     tokenizer = AutoTokenizer.from_pretrained(str(parent_dir))
-    parent = load_fp_model(parent_dir)
-    parent_ppl, n_tokens = perplexity(parent, tokenizer, texts)
-    parent_acc = accuracy(parent, tokenizer, items)
-    del parent
-    build = load_build_model(build_dir)
-    build_ppl, _ = perplexity(build, tokenizer, texts)
-    build_acc = accuracy(build, tokenizer, items)
+    windows = token_windows(tokenizer, texts)
+    if served is None:   # one model in memory at a time
+        parent = _scores(TorchScorer(load_fp_model(parent_dir), tokenizer), windows, items)
+        build = _scores(TorchScorer(load_build_model(build_dir), tokenizer), windows, items)
+    else:
+        with closing(ServedScorer(served.parent_url, served.model)) as scorer:
+            parent = _scores(scorer, windows, items)
+        with closing(ServedScorer(served.build_url, served.model)) as scorer:
+            build = _scores(scorer, windows, items)
+    (parent_ppl, n_tokens, parent_acc), (build_ppl, _, build_acc) = parent, build
     packed, elements = packed_layer_bytes(build_dir)
     method = json.loads((Path(build_dir) / "config.json").read_text())["quantization_config"]["quant_method"]
     return QualityReport(
@@ -130,4 +136,5 @@ def quality_report(parent_dir: Path, build_dir: Path, *, heldout_texts: list[str
         eval_items=len(items), heldout_tokens=n_tokens, parent_layers_bytes_fp16=elements * 2,
         build_layers_bytes=packed, weight_size_ratio=packed / (elements * 2) if elements else float("nan"),
         quantization_seconds=quantization_seconds, peak_memory_mb=peak_memory_mb, quant_method=method,
+        evaluated_on="cpu (dequantized)" if served is None else f"vllm ({served.where})",
     )

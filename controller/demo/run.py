@@ -147,7 +147,20 @@ def summarize(stack: DemoStack, release: dict) -> dict:
     counts = track_counts(stack)
     return {"outcome": release["phase"], "release_id": release["id"], "phases": phases,
             "requests": counts["requests"], "candidate_errors_served": counts["errors"]["candidate"],
-            "detection_seconds": detection_seconds(transitions), "reason": release["reason"]}
+            "detection_seconds": detection_seconds(transitions), "reason": release["reason"],
+            "deployed": _deployed(release), "quality": _quality(release)}
+
+
+def _deployed(release: dict) -> dict | None:
+    """Which artifact the candidate track served (the AWQ build, or full precision and why)."""
+    choice = release["status"].get("deployment")
+    return {k: choice[k] for k in ("version", "quantization", "reason")} if choice else None
+
+
+def _quality(release: dict) -> dict | None:
+    quality = release["status"].get("build", {}).get("report", {}).get("quality")
+    keys = ("evaluated_on", "perplexity_increase_pct", "accuracy_drop_pct", "weight_size_ratio")
+    return {k: quality.get(k) for k in keys} if quality else None
 
 
 def detection_seconds(transitions: list[dict]) -> float | None:

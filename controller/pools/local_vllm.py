@@ -17,8 +17,22 @@ from controller.store.deployments import DeploymentStore
 
 log = logging.getLogger(__name__)
 
-CPU_AWQ_REASON = ("vLLM's CPU build has no 4-bit AWQ kernel for this CPU (AVX2 without AVX-512): "
-                  "AWQ builds are served on GPU pools only")
+QUANTIZED = ("awq", "compressed-tensors")
+NO_CPU_KERNEL = ("vLLM's CPU build has its 4-bit kernel (CPUWNA16) only for CPUs with AVX-512; this "
+                 "CPU has none, so 4-bit builds are served on GPU pools or AVX-512 CPUs")
+
+
+def cpu_has_4bit_kernel() -> bool:
+    """vLLM loads its AVX-512 kernel library (which holds cpu_gemm_wna16) on exactly this test."""
+    import torch
+    return bool(torch.cpu._is_avx512_supported())
+
+
+def cpu_dtype() -> str:
+    """One activation dtype for every server of a CPU pool, so that a build and its parent (and
+    the stable and candidate tracks) are compared like for like: bf16 where 4-bit builds run
+    (their kernel takes bf16), fp32 elsewhere (exact, and fast without AVX-512)."""
+    return "bfloat16" if cpu_has_4bit_kernel() else "float32"
 
 
 class LocalVllmPool:
@@ -35,11 +49,13 @@ class LocalVllmPool:
     def can_serve(self, quantization: str | None) -> tuple[bool, str]:
         if quantization in (None, "", "none"):
             return True, "full precision"
-        if quantization == "awq" and self.device == "gpu":
-            return True, "GPU pool serves AWQ with vLLM's awq kernels"
-        if quantization == "awq":
-            return False, CPU_AWQ_REASON
-        return False, f"pool {self.name} does not serve {quantization!r} checkpoints"
+        if quantization not in QUANTIZED:
+            return False, f"pool {self.name} does not serve {quantization!r} checkpoints"
+        if self.device == "gpu":
+            return True, f"GPU pool serves {quantization} builds with vLLM's 4-bit kernels"
+        if cpu_has_4bit_kernel():
+            return True, f"CPU pool serves {quantization} builds with vLLM's CPUWNA16 kernel (AVX-512)"
+        return False, NO_CPU_KERNEL
 
     def ensure(self, model: str, version: str, artifact_dir: Path) -> Served:
         key = self._key(model, version)
@@ -99,7 +115,7 @@ class LocalVllmPool:
                "--max-model-len", str(self._max_model_len), *self._extra_args]
         env = dict(os.environ)
         if self.device == "cpu":
-            cmd += ["--dtype", "float32"]
+            cmd += ["--dtype", cpu_dtype()]
             env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
             env["VLLM_CPU_OMP_THREADS_BIND"] = str(core)
         with open(self._log_path(key), "ab") as out:

@@ -8,15 +8,16 @@ from controller.registry import conventions as rc
 
 
 def choose_artifact(ctx: Controller, r: Release) -> dict:
-    """Serve the AWQ build where the pool can, else the full-precision candidate; say why."""
+    """Serve the quantized build where the pool can, else the full-precision candidate; say why."""
     build = r.status.get("build", {})
     if build.get("version"):
-        ok, why = ctx.pool.can_serve("awq")
+        method = build.get("report", {}).get("quality", {}).get("quant_method", "awq")
+        ok, why = ctx.pool.can_serve(method)
         if ok:
-            return {"version": build["version"], "quantization": "awq", "reason": why}
+            return {"version": build["version"], "quantization": method, "reason": why}
         return {"version": r.candidate_version, "quantization": "none",
                 "reason": f"deploying full-precision version {r.candidate_version} instead of "
-                          f"AWQ build {build['version']}: {why}"}
+                          f"{method} build {build['version']}: {why}"}
     return {"version": r.candidate_version, "quantization": "none", "reason": "no quantized build"}
 
 

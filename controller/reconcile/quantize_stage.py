@@ -15,6 +15,7 @@ from dataclasses import fields
 
 from controller.domain.release import BuildOutcome, GateOutcome, Release
 from controller.reconcile.context import Controller
+from controller.reconcile.evaluation_servers import evaluation_target, served_pair
 from controller.registry import conventions as rc
 from policies.schema import Policy
 
@@ -45,7 +46,6 @@ def _build(ctx: Controller, r: Release, policy: Policy) -> BuildOutcome:
     from quantize.base import spec_from_policy
     from quantize.job import run_quantize_job
     from quantize.mlflow_log import log_quantization_run
-    from quantize.report import quality_report
 
     q = policy.quantize
     parent = ctx.checkpoint_dir(r.model, r.candidate_version)
@@ -54,7 +54,7 @@ def _build(ctx: Controller, r: Release, policy: Policy) -> BuildOutcome:
     spec = spec_from_policy(q)
     job = run_quantize_job(parent, out, spec, backend=q.backend,
                            timeout_s=q.timeout_seconds, max_memory_gb=q.max_memory_gb, tracking_uri=ctx.registry.uri)
-    report = quality_report(parent, out, quantization_seconds=job.seconds, peak_memory_mb=job.peak_memory_mb)
+    report = _measure(ctx, r, policy, parent, out, job)
     run_id = log_quantization_run(ctx.registry.uri, report, job, out,
                                   tags={rc.TAG_RELEASE_ID: r.id, rc.TAG_PARENT_VERSION: r.candidate_version})
     tags = {**rc.lineage_tags(r.candidate_version, spec.label(), report.metrics()),
@@ -63,6 +63,21 @@ def _build(ctx: Controller, r: Release, policy: Policy) -> BuildOutcome:
         r.model, out, tags=tags, description=f"AWQ build of version {r.candidate_version} ({r.id})")
     log.info("quantize.registered", extra={"release": r.id, "version": version, "run_id": run_id})
     return BuildOutcome(True, version, {"quality": report.to_dict(), "quantization": spec.label(), "run_id": run_id})
+
+
+def _measure(ctx: Controller, r: Release, policy: Policy, parent, build, job):
+    """The quality report, on the pool's vLLM when the policy and pool allow, else on CPU."""
+    from quantize.dequant import quant_config
+    from quantize.report import quality_report
+
+    method = quant_config(build).get("quant_method")
+    target = evaluation_target(policy.quality.evaluate_on, ctx.pool.name, ctx.pool.can_serve(method))
+    cost = {"quantization_seconds": job.seconds, "peak_memory_mb": job.peak_memory_mb}
+    log.info("quantize.evaluate", extra={"release": r.id, "on": target, "quant_method": method})
+    if target == "cpu":
+        return quality_report(parent, build, **cost)
+    with served_pair(ctx.pool, r.model, r.id, parent, build, policy.deploy_timeout_seconds) as pair:
+        return quality_report(parent, build, served=pair, **cost)
 
 
 def _log_failed_run(ctx: Controller, r: Release, exc: Exception) -> None:

@@ -29,6 +29,12 @@ def test_healthy_release_is_promoted(tmp_path):
     assert s["requests"]["candidate"] > 0 and s["requests"]["stable"] > 0
     assert s["candidate_errors_served"] == 0
     assert s["detection_seconds"] is None
+    # the AWQ build is measured through vLLM and served where this CPU has vLLM's 4-bit kernel
+    from controller.pools.local_vllm import cpu_has_4bit_kernel
+    awq_here = cpu_has_4bit_kernel()
+    assert s["deployed"]["quantization"] == ("awq" if awq_here else "none"), s["deployed"]
+    assert s["quality"]["evaluated_on"] == ("vllm (pool local)" if awq_here else "cpu (dequantized)")
+    assert abs(s["quality"]["perplexity_increase_pct"]) < 5 and 0.2 < s["quality"]["weight_size_ratio"] < 0.3
 
 
 def test_faulty_release_is_rolled_back_by_the_controller(tmp_path):
