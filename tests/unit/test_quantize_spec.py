@@ -60,11 +60,8 @@ def test_autoawq_rejects_what_it_cannot_pack() -> None:
     backend.check({"model_type": "llama"}, QuantizeSpec())
 
 
-def test_llmcompressor_missing_is_a_clear_error() -> None:
-    try:
-        import llmcompressor  # noqa: F401
-    except ImportError:
-        with pytest.raises(QuantizeError, match="'llmcompressor' is not installed"):
-            get_backend("llmcompressor").check({"model_type": "llama"}, QuantizeSpec())
-    else:
+def test_llmcompressor_missing_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    # its worker's interpreter (RELCTL_QUANTIZE_PYTHON_LLMCOMPRESSOR) is probed: point it at nothing
+    monkeypatch.setenv("RELCTL_QUANTIZE_PYTHON_LLMCOMPRESSOR", str(tmp_path / "no-env" / "python"))
+    with pytest.raises(QuantizeError, match="'llmcompressor' is not installed for .*no-env"):
         get_backend("llmcompressor").check({"model_type": "llama"}, QuantizeSpec())
