@@ -50,6 +50,7 @@ class Exchange:
     mode: str                 # live | shadow
     path: str                 # /v1/chat/completions | /v1/completions
     raw: bytes
+    request_sha256: str
     stream: bool
     headers: dict[str, str]
     started: float            # perf_counter at arrival, so latency includes gateway time
@@ -83,8 +84,9 @@ def _classify(ex: Exchange, status: int, text: str | None) -> str | None:
 
 
 async def execute(ex: Exchange, session: aiohttp.ClientSession,
-                  request: web.Request | None = None) -> tuple[web.StreamResponse, Outcome]:
-    """Run the exchange; with a request, a stream is relayed to that request's client."""
+                  request: web.Request | None = None) -> tuple[web.StreamResponse | None, Outcome]:
+    """Run the exchange; with a request, a stream is relayed to that request's client.
+    A shadow exchange builds no response (None): nobody reads it."""
     fault = ex.state.fault_for(ex.route.model, ex.target.track)
     if fault is not None and fault.latency_ms > 0:
         await asyncio.sleep(fault.latency_ms / 1000.0)
@@ -112,6 +114,8 @@ def _local_error(ex: Exchange, status: int, message: str, error_class: str):
     body = error_body(status, message)
     outcome = Outcome(ex.target.track, status, time.perf_counter() - ex.started,
                       error_class=error_class, response_sha256=sha256_hex(body))
+    if ex.mode == "shadow":
+        return None, outcome          # nobody to answer
     return web.Response(status=status, body=body, content_type="application/json"), outcome
 
 
@@ -131,6 +135,8 @@ async def _buffered(ex: Exchange, up, truncate: bool):
     outcome = Outcome(ex.target.track, up.status, time.perf_counter() - ex.started, text=text,
                       error_class=_classify(ex, up.status, text), prompt_tokens=prompt,
                       completion_tokens=completion, response_sha256=sha256_hex(body))
+    if ex.mode == "shadow":
+        return None, outcome
     resp = web.Response(status=up.status, body=body,
                         headers={"Content-Type": up.headers.get("Content-Type", "application/json")})
     return resp, outcome
@@ -186,5 +192,5 @@ def record(ex: Exchange, outcome: Outcome) -> None:
     ex.state.audit.add(AuditRecord(
         at=now_utc(), model=ex.route.model, release_id=ex.route.release, version=ex.target.version,
         track=ex.target.track, mode=ex.mode, status=outcome.status,
-        request_sha256=sha256_hex(ex.raw), response_sha256=outcome.response_sha256))
+        request_sha256=ex.request_sha256, response_sha256=outcome.response_sha256))
 

@@ -7,6 +7,7 @@ import time
 
 from aiohttp import web
 
+from controller.gateway.audit import sha256_hex
 from controller.gateway.keys import SESSION, SHADOW, STATE
 from controller.gateway.exchange import Exchange, error_body, execute, record, upstream_headers
 from controller.gateway.routing import request_point, session_key
@@ -62,9 +63,9 @@ async def handle_completion(request: web.Request) -> web.StreamResponse:
                                f"known models: {sorted(state.routes)}", "model_not_found")
     track = route.split.pick(request_point(session_key(request.headers.get(SESSION_HEADER), body)))
     stream = bool(body.get("stream", False))
-    headers = upstream_headers(request.headers)
-    job = request.app[SHADOW].offer(route, track, request.path, raw, stream, headers)
-    ex = Exchange(state, route, route.targets[track], "live", request.path, raw, stream, headers, started)
+    ex = Exchange(state, route, route.targets[track], "live", request.path, raw, sha256_hex(raw), stream,
+                  upstream_headers(request.headers), started)
+    job = request.app[SHADOW].offer(ex)
     outcome = None
     try:
         resp, outcome = await execute(ex, request.app[SESSION], request)

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def build_app(state: GatewayState) -> web.Application:
-    app = web.Application(middlewares=[admin.require_token], client_max_size=16 * 1024**2)
+    app = web.Application(client_max_size=16 * 1024**2)
     app[STATE] = state
     app[SHADOW] = ShadowMirror(state)
     proxy.add_routes(app)

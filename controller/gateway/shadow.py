@@ -10,13 +10,13 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 
 from controller.gateway.compare import Side, compare
 from controller.gateway.exchange import Exchange, Outcome, execute, record
-from controller.gateway.state import CompiledRoute, GatewayState
+from controller.gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +53,15 @@ class ShadowMirror:
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
 
-    def offer(self, route: CompiledRoute, live_track: str, path: str, raw: bytes, stream: bool,
-              headers: dict[str, str]) -> ShadowJob | None:
+    def offer(self, live: Exchange) -> ShadowJob | None:
         """Queue a copy for the mirror track, or return None (no mirror, not sampled, dropped)."""
+        route = live.route
         mirror = route.spec.mirror_to
-        if mirror is None or mirror == live_track or self._queue is None:
+        if mirror is None or mirror == live.target.track or self._queue is None:
             return None
         if route.spec.mirror_percent < 100 and random.random() * 100 >= route.spec.mirror_percent:
             return None
-        ex = Exchange(self._state, route, route.targets[mirror], "shadow", path, raw, stream,
-                      headers, started=0.0)
-        job = ShadowJob(ex, live_track)
+        job = ShadowJob(replace(live, target=route.targets[mirror], mode="shadow", started=0.0), live.target.track)
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
