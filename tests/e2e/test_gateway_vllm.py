@@ -12,13 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy.orm import sessionmaker
 
 from controller.gateway import GatewayConfig, GatewayServer, GatewayState
 from controller.pools.local_vllm import LocalVllmPool
-from controller.store.db import make_engine, migrate
-from controller.store.deployments import DeploymentStore
 from tests.support.fake_openai import route_doc
+from tests.support.pool import make_local_pool
 
 pytest.importorskip("vllm")
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(720)]
@@ -50,10 +48,7 @@ def model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def vllm_url(model_dir, tmp_path_factory):
     """Started the way the controller starts it: through the local pool."""
-    work = tmp_path_factory.mktemp("pool")
-    engine = make_engine(f"sqlite:///{work / 'store.db'}")
-    migrate(engine)
-    pool = LocalVllmPool(DeploymentStore(sessionmaker(engine, expire_on_commit=False)), work)
+    pool = make_local_pool(tmp_path_factory.mktemp("pool"))
     pool.ensure(MODEL, "1", model_dir)
     try:
         yield _wait_ready(pool)

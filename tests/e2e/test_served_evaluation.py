@@ -11,12 +11,8 @@ import math
 from pathlib import Path
 
 import pytest
-from sqlalchemy.orm import sessionmaker
-
-from controller.pools.local_vllm import LocalVllmPool, cpu_dtype
+from controller.pools.local_vllm import cpu_dtype
 from controller.reconcile.evaluation_servers import evaluation_target, served_pair, wait_ready
-from controller.store.db import make_engine, migrate
-from controller.store.deployments import DeploymentStore
 from quantize.base import QuantizeSpec
 from quantize.dequant import load_fp_model
 from quantize.errors import QuantizeError
@@ -25,6 +21,7 @@ from quantize.report import MAX_NEW_TOKENS, normalize, perplexity, quality_repor
 from quantize.data_files import heldout_texts, load_eval_set
 from quantize.scorer_served import ServedScorer
 from quantize.scorer_torch import TorchScorer
+from tests.support.pool import make_local_pool
 from tests.support.tiny_models import tiny_cache, tiny_v1  # noqa: F401
 
 pytest.importorskip("vllm")
@@ -34,10 +31,7 @@ MODEL = "tiny-eval"
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
-    work = tmp_path_factory.mktemp("eval-pool")
-    engine = make_engine(f"sqlite:///{work / 'store.db'}")
-    migrate(engine)
-    p = LocalVllmPool(DeploymentStore(sessionmaker(engine, expire_on_commit=False)), work)
+    p = make_local_pool(tmp_path_factory.mktemp("eval-pool"))
     yield p
     p.stop_all()
 

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from controller.reconcile.evaluation_servers import served_pair
 from quantize.base import QuantizeSpec
 from quantize.dequant import load_build_model
 from quantize.errors import QuantizeError
 from quantize.job import QuantizeJobResult, run_quantize_job
 from quantize.report import QualityReport, quality_report
+from tests.support.pool import make_local_pool
 from tests.support.tiny_models import tiny_cache, tiny_v1  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.integration
@@ -95,3 +97,23 @@ def test_missing_environment_is_a_clear_error(tiny_v1: Path, tmp_path: Path, mon
     with pytest.raises(QuantizeError, match="'llmcompressor' is not installed for .*nowhere") as info:
         run_quantize_job(tiny_v1, tmp_path / "out", SPEC, backend="llmcompressor", timeout_s=60, max_memory_gb=4)
     assert info.value.cause == "backend" and not (tmp_path / "out").exists()
+
+
+def test_report_through_vllm_serving_the_compressed_tensors_build(tiny_v1: Path, llmc_job, report: QualityReport,
+                                                                  tmp_path: Path) -> None:
+    """vLLM's CPUWNA16 kernel serves compressed-tensors W4A16 too; where this CPU lacks it, the pool says why."""
+    job, _ = llmc_job
+    pool = make_local_pool(tmp_path)
+    ok, why = pool.can_serve("compressed-tensors")
+    if not ok:
+        assert "AVX-512" in why
+        return
+    try:
+        with served_pair(pool, "tiny-llmc", "rel-llmc", tiny_v1, job.build_dir, timeout_s=600) as pair:
+            served = quality_report(tiny_v1, job.build_dir, served=pair)
+    finally:
+        pool.stop_all()
+    assert served.evaluated_on == "vllm (pool local)" and served.quant_method == "compressed-tensors"
+    assert math.isfinite(served.build_perplexity) and served.build_perplexity != served.parent_perplexity
+    # the served build (bf16 activations) and its dequantized fp32 twin lose about the same
+    assert abs(served.perplexity_increase_pct - report.perplexity_increase_pct) < 1.0
