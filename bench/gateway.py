@@ -3,7 +3,9 @@
     python bench/gateway.py [--duration 5] [--json]
 
 The backend is nginx answering a static chat-completion JSON (fast, so the proxies are
-what is measured); the "slow shadow" is a small aiohttp server that answers after 1 s.
+what is measured); the "slow shadow" is a small aiohttp server that answers after 1 s. The
+user's p99 with every request mirrored to it is set against the same load mirrored to the
+fast backend (an instant shadow), so only the shadow's slowness differs.
 On a 2-core box the load generator (wrk) and the backends share CPU 0 and each proxy
 runs alone on CPU 1 (taskset), so proxies are compared on equal terms.
 """
@@ -248,7 +250,8 @@ def bench_proxy(name: str, procs: Procs, backends: dict, args) -> dict:
     """Measure one proxy in each scenario it supports (direct and aiohttp-min: plain only)."""
     results: dict = {}
     relctl = start_relctl(procs) if name == "relctl" else None
-    scenarios = ("plain", "split_mirror", "slow_mirror") if name in ("relctl", "envoy", "nginx") else ("plain",)
+    scenarios = (("plain", "split_mirror", "fast_mirror", "slow_mirror") if name in ("relctl", "envoy", "nginx")
+                 else ("plain",))
     for scenario in scenarios:
         if relctl is not None:          # one process, reconfigured at run time through its admin API
             port, proc = relctl[0], None
@@ -270,7 +273,7 @@ def bench_proxy(name: str, procs: Procs, backends: dict, args) -> dict:
 
 def measure(workdir: Path, port: int, scenario: str, args) -> dict:
     run_wrk(workdir, port, 4, 1)                         # warm connections and caches
-    if scenario == "slow_mirror":                         # the user-facing latency under a 1 s shadow
+    if scenario in ("slow_mirror", "fast_mirror"):       # user-facing latency, 1 s shadow vs an instant one
         return {"user": run_wrk(workdir, port, args.slow_connections, args.duration)}
     out = {"one_conn": run_wrk(workdir, port, 1, args.duration),
            "loaded": run_wrk(workdir, port, args.connections, args.duration)}
@@ -292,7 +295,7 @@ def summarize(results: dict) -> dict:
 def print_table(results: dict, slow_connections: int) -> None:
     print(f"{'proxy':11} {'scenario':13} {'added p50':>10} {'added p99':>10} {'req/s':>9} "
           f"{'loaded p99':>11} {f'p99 @{slow_connections} conns':>22}")
-    print("(plain rows: no shadow; slow_mirror rows: every request mirrored to a 1 s shadow)")
+    print("(plain rows: no shadow; fast_mirror / slow_mirror rows: requests mirrored to an instant / a 1 s shadow)")
     for name, by_scenario in results.items():
         for scenario, r in by_scenario.items():
             if "one_conn" not in r:
@@ -359,13 +362,14 @@ def check_targets(results: dict) -> dict:
     r = results.get("relctl")
     if not r:
         return {}
-    plain_p99, slow_p99 = r["plain"]["user"]["p99_ms"], r["slow_mirror"]["user"]["p99_ms"]
+    fast_p99, slow_p99 = r["fast_mirror"]["user"]["p99_ms"], r["slow_mirror"]["user"]["p99_ms"]
     return {
         "added_p50_ms<=0.5": {"value": r["plain"]["added_p50_ms"], "met": r["plain"]["added_p50_ms"] <= 0.5},
         "split_mirror_rps>=2000": {"value": r["split_mirror"]["loaded"]["rps"],
                                    "met": r["split_mirror"]["loaded"]["rps"] >= 2000},
-        # "nothing measurable": the 1 s shadow stays far below the 1 s it would add if it blocked
-        "slow_shadow_p99_ms_vs_plain": {"value": [slow_p99, plain_p99], "met": slow_p99 < plain_p99 + 100},
+        # the same mirrored load with an instant shadow is the control: a shadow that blocked
+        # the user would add its 1,000 ms; "nothing measurable" is read as within 1 ms of the control
+        "slow_vs_instant_shadow_p99_ms": {"value": [slow_p99, fast_p99], "met": slow_p99 < fast_p99 + 1.0},
     }
 
 
