@@ -6,7 +6,6 @@ points (parent accuracy minus build accuracy, times 100); negative means the bui
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from contextlib import closing
@@ -18,7 +17,7 @@ from transformers import AutoTokenizer
 
 from quantize import data_files
 from quantize.data_files import EvalItem, load_eval_set
-from quantize.dequant import load_build_model, load_fp_model, packed_layer_bytes
+from quantize.dequant import load_build_model, load_fp_model, packed_layer_bytes, quant_config
 from quantize.scorer_served import ServedPair, ServedScorer
 from quantize.scorer_torch import TorchScorer
 
@@ -128,7 +127,7 @@ def quality_report(parent_dir: Path, build_dir: Path, *, heldout_texts: list[str
             build = _scores(scorer, windows, items)
     (parent_ppl, n_tokens, parent_acc), (build_ppl, _, build_acc) = parent, build
     packed, elements = packed_layer_bytes(build_dir)
-    method = json.loads((Path(build_dir) / "config.json").read_text())["quantization_config"]["quant_method"]
+    method = quant_config(build_dir)["quant_method"]
     return QualityReport(
         parent_perplexity=parent_ppl, build_perplexity=build_ppl,
         perplexity_increase_pct=_pct_increase(parent_ppl, build_ppl),

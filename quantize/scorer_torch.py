@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+
 class TorchScorer:
     def __init__(self, model: torch.nn.Module, tokenizer, batch_size: int = 32):
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from controller.gateway import GatewayConfig, GatewayServer, GatewayState
-from controller.pools.local_vllm import LocalVllmPool
+from controller.reconcile.evaluation_servers import wait_ready
 from tests.support.fake_openai import route_doc
 from tests.support.pool import make_local_pool
 
@@ -24,18 +24,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(720)]
 MODEL = "tiny-gw"
 TOKEN = "e2e-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _wait_ready(pool: LocalVllmPool, timeout: float = 480) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        served = pool.status(MODEL, "1")
-        if served.state == "failed":
-            pytest.fail(f"vLLM exited: {served.detail}")
-        if served.state == "ready":
-            return served.url
-        time.sleep(1)
-    pytest.fail(f"vLLM not healthy after {timeout:.0f} s")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +39,7 @@ def vllm_url(model_dir, tmp_path_factory):
     pool = make_local_pool(tmp_path_factory.mktemp("pool"))
     pool.ensure(MODEL, "1", model_dir)
     try:
-        yield _wait_ready(pool)
+        yield wait_ready(pool, MODEL, "1", timeout_s=480)
     finally:
         pool.stop_all()
 
