@@ -27,7 +27,7 @@ from scipy.special import betaincinv
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.analysis import beta_mixture, error_label, sprt  # noqa: E402
+from controller.analysis import beta_mixture, error_label, exact, sprt  # noqa: E402
 from controller.analysis.judge import evaluate  # noqa: E402
 from controller.analysis.metrics import canary_metrics, count_spec  # noqa: E402
 from controller.analysis.types import Decision, ShadowCounts, TrackCounts, Window  # noqa: E402
@@ -148,6 +148,7 @@ def summarize(tr: Traffic, rollback: np.ndarray, ends: np.ndarray, users_see: bo
     return {
         "runs": int(len(rollback)),
         "bad_answers_mean": round(float(bad(ends).mean()), 2),
+        "bad_answers_se": round(float(bad(ends).std() / math.sqrt(len(ends))), 2),
         "bad_answers_until_rollback_mean": round(float(bad(rollback).mean()), 2),
         "detect_seconds_mean": round(float(rollback[detected].mean()), 1) if detected.any() else None,
         "detect_rate": round(float(detected.mean()), 4),
@@ -305,19 +306,42 @@ def schedule_scenario(name: str, p0: float, p1: float, args, cfg: AnalysisPolicy
 
 
 def oracle_rows(args, rng) -> list[dict]:
-    """Wald's SPRT told the true effect, on the same error-label data at the first step's share
-    and the full alpha: no valid test that compares against the live stable can do better on
-    average, so its figures are the floor for any judge (and the honest yardstick for targets)."""
+    """The yardsticks, at the first step's share and the full alpha. 'wald-oracle': Wald's SPRT
+    told the true effect, on the same error-label data, 1 s ticks, rejecting at 1/alpha as
+    relctl's e-values do; 'sprt-exact': the same with its threshold lowered until its exact
+    false-alarm probability is alpha. 'sprt-floor': that test checked after every error and
+    without a horizon (computed, not simulated): no test on the error labels, i.e. against
+    the live stable, does better on average (Wald-Wolfowitz). 'sprt-floor-known-p0': the same against the
+    stable's true error rate, on the candidate's requests alone -- the issue's 'physical
+    limit', which a canary cannot have (it must compare against the live stable)."""
     rho, rows = args.steps[0] / 100, []
     for name, p0, p1 in (("canary 5x", 0.01, 0.05), ("canary 2x", 0.01, 0.02)):
-        tr = simulate_canary(p0, p1, rho, args.rps, args.runs, args.horizon, rng)
-        spec = error_label.CountSpec(args.alpha, 0.2, p1 / p0, 1.0, sprt_weight=1.0)
+        base = {"name": name, "p0": p0, "p1": p1, "canary_share": rho, "rps": args.rps, "false_rollback_rate": None}
+        theta1 = sprt.theta_for_effect(rho, p1 / p0)
+        floor = exact.sprt_floor(rho, theta1, args.alpha, 4000)
+        tr = simulate_canary(p0, p1, rho, args.rps, args.oracle_runs, args.horizon, rng)
         idx = np.arange(args.tick - 1, args.horizon, args.tick)
-        hit = log_e(tr.e_c[:, idx], tr.e_s[:, idx], rho, spec) >= -math.log(args.alpha)
-        rollback = first_true(hit, idx + 1)
-        rows.append({"name": name, "p0": p0, "p1": p1, "canary_share": rho, "rps": args.rps,
-                     "judge": "wald-oracle", **summarize(tr, rollback, rollback), "false_rollback_rate": None})
+        llr = tr.e_c[:, idx] * math.log(theta1 / rho) + tr.e_s[:, idx] * math.log((1 - theta1) / (1 - rho))
+        for judge, threshold in (("wald-oracle", 1 / args.alpha), ("sprt-exact", floor.threshold)):
+            rollback = first_true(llr >= math.log(threshold), idx + 1)
+            rows.append({**base, "judge": judge, **summarize(tr, rollback, rollback), "threshold": round(threshold, 3)})
+        errors_per_second = args.rps * (rho * p1 + (1 - rho) * p0)
+        for judge, floor, per_second in (
+                ("sprt-floor", floor, errors_per_second),
+                ("sprt-floor-known-p0", exact.sprt_floor(p0, p1, args.alpha, 8000), args.rps * rho)):
+            rows.append({**base, "judge": judge, "runs": None, "bad_answers_mean": round(floor.successes, 2),
+                         "bad_answers_until_rollback_mean": round(floor.successes, 2),
+                         "detect_seconds_mean": round(floor.draws / per_second, 1), "detect_rate": round(floor.power, 4),
+                         "threshold": round(floor.threshold, 3), "false_alarm_exact": round(floor.false_alarm, 4)})
     return rows
+
+
+def exact_false_rollback(cfg: AnalysisPolicy, rho: float) -> dict:
+    """relctl's first-step rule checked after every error, A/A: its exact false-rollback
+    probability (within 4,000 errors, and a bound on ever) -- what Ville's bound leaves unspent."""
+    spec = canary_metrics([Window(rho, 0, TrackCounts(), TrackCounts())], cfg)[0].spec
+    within, ever = exact.false_alarm(rho, spec, 4000)
+    return {"alpha": spec.alpha, "within_4000_errors": round(within, 4), "ever_at_most": round(ever, 4)}
 
 
 SCENARIOS = [
@@ -340,14 +364,16 @@ def run(args) -> dict:
     for name, kind, p0, p1, runs_attr in SCENARIOS:
         rows += kinds[kind](name, p0, p1, args, cfg, getattr(args, runs_attr), rng)
     rows += oracle_rows(args, rng)
+    exact_aa = exact_false_rollback(cfg, args.steps[0] / 100)
     settings = {"alpha": cfg.alpha, "shadow_alpha": cfg.shadow_alpha, "min_effect": cfg.min_effect,
                 "mixture_k0": cfg.mixture_k0, "sprt_weight": cfg.sprt_weight,
                 "large_effect_factor": cfg.large_effect_factor, "large_effect_weight": cfg.large_effect_weight,
                 "tick_seconds": args.tick,
-                "horizon_seconds": args.horizon, "min_soak_seconds": cfg.min_soak_seconds, "seed": args.seed,
+                "horizon_seconds": args.horizon, "oracle_runs": args.oracle_runs,
+                "min_soak_seconds": cfg.min_soak_seconds, "seed": args.seed,
                 "schedule_steps_pct": args.steps, "schedule_step_seconds": args.step_seconds,
                 "cross_checked_runs_per_scenario": args.check_runs}
-    return {"scenarios": rows, "settings": settings}
+    return {"scenarios": rows, "exact_false_rollback": exact_aa, "settings": settings}
 
 
 def print_table(result: dict) -> None:
@@ -366,13 +392,20 @@ def print_table(result: dict) -> None:
           f"until rollback or the horizon. Shadow: users see no candidate answer. 'schedule': the whole "
           f"{'/'.join(f'{x:g}' for x in s['schedule_steps_pct'])} % canary, steps of at least "
           f"{s['schedule_step_seconds']} s; bad answers until rollback, promotion or the horizon. 'wald-oracle': "
-          f"an SPRT told the true effect, the floor for any valid judge.")
+          f"an SPRT told the true effect, rejecting at 1/alpha like an e-value; 'sprt-exact': at the threshold whose exact false-alarm probability is alpha. 'sprt-floor' (computed exactly, "
+          f"checked after every error, no horizon): the same with the threshold whose exact false-alarm "
+          f"probability is alpha, the floor for any test against the live stable; '-known-p0': against the "
+          f"stable's true error rate, which a canary does not know.")
+    x = result["exact_false_rollback"]
+    print(f"relctl's first-step rule, A/A, checked after every error: false-rollback probability "
+          f"{x['within_4000_errors']} within 4,000 errors, at most {x['ever_at_most']} ever (alpha {x['alpha']}).")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--runs", type=int, default=2000, help="runs per regression scenario")
+    p.add_argument("--oracle-runs", type=int, default=20000, help="runs per simulated yardstick row")
     p.add_argument("--aa-runs", type=int, default=2000, help="runs per A/A scenario (>= 1000)")
     p.add_argument("--horizon", type=int, default=600, help="simulated seconds per run (10 one-minute checks)")
     p.add_argument("--tick", type=int, default=1, help="relctl judge tick, seconds")

@@ -1,0 +1,115 @@
+"""Exact crossing probabilities of sequential tests on a stream of Bernoulli draws.
+
+When each draw succeeds with a known probability (under "no regression" an error is the
+candidate's with probability ρ, its traffic share), the law of the whole path is known, so
+the chance that a boundary is ever crossed, and the mean counts when it is, can be
+computed by dynamic programming instead of bounded. Ville's inequality (P ≤ 1/c for a test
+martingale reaching c) is loose when the statistic jumps past c: `false_alarm` shows how
+much of α the judge's rule really spends, and `sprt_floor` what the best test told the
+true effect needs. The benchmark and the property tests use them; the judge does not.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from controller.analysis import error_label
+from controller.analysis.error_label import CountSpec
+
+
+@dataclass(frozen=True)
+class Crossing:
+    probability: float      # P(crossed within the steps given)
+    mean_successes: float   # E[successes at the crossing; crossed] (a partial expectation)
+    mean_steps: float       # E[draws at the crossing; crossed]
+    alive: np.ndarray       # alive[s]: P(not crossed and s successes) after the last step
+
+
+def first_crossing(min_successes: np.ndarray, p: float) -> Crossing:
+    """Draws succeed with probability p; the boundary is crossed at draw n when the successes
+    so far reach min_successes[n - 1] (a value above n: it cannot be crossed there)."""
+    if not 0 < p < 1:
+        raise ValueError(f"success probability must lie in (0, 1), got {p}")
+    bound = np.asarray(min_successes, dtype=np.int64)
+    draws = np.arange(1, len(bound) + 1)
+    width = int(np.minimum(bound, draws + 1).max()) + 2      # alive states lie below the boundary
+    alive = np.zeros(width)
+    alive[0] = 1.0
+    s = np.arange(width)
+    probability = mean_successes = mean_steps = 0.0
+    for n, k in zip(draws, bound):
+        alive[1:] = alive[1:] * (1 - p) + alive[:-1] * p
+        alive[0] *= 1 - p
+        if k < width:
+            crossed = alive[k:]
+            mass = crossed.sum()
+            probability += mass
+            mean_successes += float(s[k:] @ crossed)
+            mean_steps += n * mass
+            alive[k:] = 0.0
+    return Crossing(float(probability), mean_successes, mean_steps, alive)
+
+
+def min_candidate_events(rho: float, spec: CountSpec, max_events: int) -> np.ndarray:
+    """For n = 1..max_events events, the fewest candidate events at which the count test's
+    averaged e-value reaches 1/alpha (n + 1: never). The e-value grows with the candidate's
+    count at fixed n, so a vectorised bisection finds it."""
+    n = np.arange(1, max_events + 1)
+    lo, hi = np.zeros_like(n), n + 1
+    threshold = -math.log(spec.alpha)
+    while (lo < hi).any():
+        mid = np.minimum((lo + hi) // 2, n)
+        crosses = error_label.log_e_values(mid.astype(float), (n - mid).astype(float), rho, spec) >= threshold
+        crosses &= lo < hi
+        hi = np.where(crosses, mid, hi)
+        lo = np.where(~crosses & (lo < hi), mid + 1, lo)
+    return lo
+
+
+def false_alarm(rho: float, spec: CountSpec, max_events: int) -> tuple[float, float]:
+    """The count test's false-alarm probability when checked after every event: exact within
+    max_events events, and an upper bound on ever (Ville's inequality from there on)."""
+    bound = min_candidate_events(rho, spec, max_events)
+    crossing = first_crossing(bound, rho)
+    s = np.arange(len(crossing.alive), dtype=float)
+    live = crossing.alive > 0
+    log_e = error_label.log_e_values(s[live], max_events - s[live], rho, spec)
+    tail = float(crossing.alive[live] @ np.exp(log_e)) * spec.alpha
+    return crossing.probability, crossing.probability + tail
+
+
+@dataclass(frozen=True)
+class Floor:
+    threshold: float        # the likelihood ratio at which the test rejects (1/alpha by Ville)
+    false_alarm: float      # its exact false-alarm probability (an upper bound: ever)
+    successes: float        # mean successes at rejection under the alternative (bad answers)
+    draws: float            # mean draws at rejection under the alternative
+    power: float            # P(rejected within the draws computed) under the alternative
+
+
+def sprt_floor(p_null: float, p_alt: float, alpha: float, max_draws: int) -> Floor:
+    """Wald's one-sided SPRT of p_null against p_alt > p_null with the lowest threshold whose
+    exact false-alarm probability, ever, is at most alpha: the fewest draws on average under
+    p_alt of any test with that false-alarm rate (Wald and Wolfowitz, 1948)."""
+    if not 0 < p_null < p_alt < 1:
+        raise ValueError(f"need 0 < p_null < p_alt < 1, got {p_null}, {p_alt}")
+    up, down = math.log(p_alt / p_null), math.log((1 - p_alt) / (1 - p_null))
+    n = np.arange(1, max_draws + 1)
+
+    def bound(log_c: float) -> np.ndarray:
+        return np.maximum(np.ceil((log_c - n * down) / (up - down) - 1e-9), 0).astype(np.int64)
+
+    def null_ever(log_c: float) -> float:
+        crossing = first_crossing(bound(log_c), p_null)
+        s = np.arange(len(crossing.alive))
+        llr = s * up + (max_draws - s) * down
+        return crossing.probability + float(crossing.alive @ np.exp(llr - log_c))
+
+    lo, hi = 0.0, -math.log(alpha)         # Ville: the threshold 1/alpha always keeps alpha
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if null_ever(mid) <= alpha else (mid, hi)
+    alt = first_crossing(bound(hi), p_alt)
+    return Floor(math.exp(hi), null_ever(hi), alt.mean_successes, alt.mean_steps, alt.probability)
