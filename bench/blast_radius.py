@@ -311,9 +311,9 @@ def oracle_rows(args, rng) -> list[dict]:
     relctl's e-values do; 'sprt-exact': the same with its threshold lowered until its exact
     false-alarm probability is alpha. 'sprt-floor': that test checked after every error and
     without a horizon (computed, not simulated): no test on the error labels, i.e. against
-    the live stable, does better on average (Wald-Wolfowitz). 'sprt-floor-known-p0': the same against the
-    stable's true error rate, on the candidate's requests alone -- the issue's 'physical
-    limit', which a canary cannot have (it must compare against the live stable)."""
+    the live stable, does better on average (Wald-Wolfowitz). 'sprt-floor-known-p0': the
+    same against the stable's true error rate, on the candidate's requests alone -- the
+    issue's 'physical limit', which a canary cannot have (it compares with the live stable)."""
     rho, rows = args.steps[0] / 100, []
     for name, p0, p1 in (("canary 5x", 0.01, 0.05), ("canary 2x", 0.01, 0.02)):
         base = {"name": name, "p0": p0, "p1": p1, "canary_share": rho, "rps": args.rps, "false_rollback_rate": None}
@@ -326,13 +326,14 @@ def oracle_rows(args, rng) -> list[dict]:
             rollback = first_true(llr >= math.log(threshold), idx + 1)
             rows.append({**base, "judge": judge, **summarize(tr, rollback, rollback), "threshold": round(threshold, 3)})
         errors_per_second = args.rps * (rho * p1 + (1 - rho) * p0)
-        for judge, floor, per_second in (
+        for judge, best, per_second in (
                 ("sprt-floor", floor, errors_per_second),
                 ("sprt-floor-known-p0", exact.sprt_floor(p0, p1, args.alpha, 8000), args.rps * rho)):
-            rows.append({**base, "judge": judge, "runs": None, "bad_answers_mean": round(floor.successes, 2),
-                         "bad_answers_until_rollback_mean": round(floor.successes, 2),
-                         "detect_seconds_mean": round(floor.draws / per_second, 1), "detect_rate": round(floor.power, 4),
-                         "threshold": round(floor.threshold, 3), "false_alarm_exact": round(floor.false_alarm, 4)})
+            bad = round(best.successes, 2)
+            rows.append({**base, "judge": judge, "runs": None, "bad_answers_mean": bad,
+                         "bad_answers_until_rollback_mean": bad, "detect_seconds_mean": round(best.draws / per_second, 1),
+                         "detect_rate": round(best.power, 4), "threshold": round(best.threshold, 3),
+                         "false_alarm_exact": round(best.false_alarm, 4)})
     return rows
 
 
@@ -392,10 +393,10 @@ def print_table(result: dict) -> None:
           f"until rollback or the horizon. Shadow: users see no candidate answer. 'schedule': the whole "
           f"{'/'.join(f'{x:g}' for x in s['schedule_steps_pct'])} % canary, steps of at least "
           f"{s['schedule_step_seconds']} s; bad answers until rollback, promotion or the horizon. 'wald-oracle': "
-          f"an SPRT told the true effect, rejecting at 1/alpha like an e-value; 'sprt-exact': at the threshold whose exact false-alarm probability is alpha. 'sprt-floor' (computed exactly, "
-          f"checked after every error, no horizon): the same with the threshold whose exact false-alarm "
-          f"probability is alpha, the floor for any test against the live stable; '-known-p0': against the "
-          f"stable's true error rate, which a canary does not know.")
+          f"an SPRT told the true effect, rejecting at 1/alpha like an e-value; 'sprt-exact': the same at the "
+          f"threshold whose exact false-alarm probability is alpha; 'sprt-floor': that test computed exactly, "
+          f"checked after every error, no horizon -- the floor for any test against the live stable; "
+          f"'-known-p0': against the stable's true error rate, which a canary does not know.")
     x = result["exact_false_rollback"]
     print(f"relctl's first-step rule, A/A, checked after every error: false-rollback probability "
           f"{x['within_4000_errors']} within 4,000 errors, at most {x['ever_at_most']} ever (alpha {x['alpha']}).")
