@@ -331,7 +331,8 @@ def oracle_rows(args, rng) -> list[dict]:
                 ("sprt-floor-known-p0", exact.sprt_floor(p0, p1, args.alpha, 8000), args.rps * rho)):
             bad = round(best.successes, 2)
             rows.append({**base, "judge": judge, "runs": None, "bad_answers_mean": bad,
-                         "bad_answers_until_rollback_mean": bad, "detect_seconds_mean": round(best.draws / per_second, 1),
+                         "bad_answers_until_rollback_mean": bad,
+                         "detect_seconds_mean": round(best.draws / per_second, 1),
                          "detect_rate": round(best.power, 4), "threshold": round(best.threshold, 3),
                          "false_alarm_exact": round(best.false_alarm, 4)})
     return rows
