@@ -15,6 +15,7 @@ each tick is cross-checked against the real `controller.analysis.judge.evaluate`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -90,7 +91,7 @@ def relctl_canary(tr: Traffic, cfg: AnalysisPolicy, rho: float, tick: int) -> Ou
     n_c, e_c, n_s, e_s = (a[:, idx] for a in (tr.n_c, tr.e_c, tr.n_s, tr.e_s))
     times = idx + 1
     metric = canary_metrics([Window(rho, 0, TrackCounts(), TrackCounts())], cfg)[0]
-    rejected = log_e(e_c, e_s, rho, metric.spec) >= -math.log(metric.spec.alpha)
+    rejected = log_e(e_c, e_s, rho, metric.spec) >= math.log(metric.threshold)     # the first step's
     guard = (n_c >= cfg.guard_min_requests) & (e_c > cfg.max_error_rate * n_c) & (e_c * np.maximum(n_s, 1) > e_s * n_c)
     srm = beta_mixture.log_bayes_factor_array(n_c, n_s, rho, cfg.srm_k0, one_sided=False) >= -math.log(cfg.srm_alpha)
     theta1 = sprt.theta_for_effect(rho, metric.spec.effect)
@@ -223,7 +224,8 @@ def relctl_schedule(p0: float, p1: float, args, cfg: AnalysisPolicy, runs: int, 
     through the real `evaluate()` and must get the same verdict at every tick."""
     steps = np.array(args.steps) / 100.0
     spec = canary_metrics([Window(steps[0], 0, TrackCounts(), TrackCounts())], cfg)[0].spec
-    threshold, accept_bound = -math.log(spec.alpha), sprt.log_accept_bound(spec.alpha, cfg.beta)
+    thresholds = exact.step_thresholds(steps[0], spec, cfg.later_step_threshold_factor)
+    accept_bound = sprt.log_accept_bound(spec.alpha, cfg.beta)
     step = np.zeros(runs, np.int64)
     running = np.ones(runs, bool)
     outcome = np.full(runs, "horizon", dtype=object)
@@ -256,6 +258,7 @@ def relctl_schedule(p0: float, p1: float, args, cfg: AnalysisPolicy, runs: int, 
                                                                1 - spec.alpha), 1.0)
         accepted |= (cfg.error_rate_tolerance > 0) & (ub <= cfg.error_rate_tolerance)
         ready = (win["n_c"] >= cfg.min_requests) & (win["t"] >= cfg.min_soak_seconds)
+        threshold = np.log(np.where(step == 0, thresholds.first, thresholds.later))
         rollback = guard | (~srm & (log_e >= threshold))
         pause = ~guard & srm
         promote = ~rollback & ~pause & ready & accepted
@@ -340,10 +343,17 @@ def oracle_rows(args, rng) -> list[dict]:
 
 def exact_false_rollback(cfg: AnalysisPolicy, rho: float) -> dict:
     """relctl's first-step rule checked after every error, A/A: its exact false-rollback
-    probability (within 4,000 errors, and a bound on ever) -- what Ville's bound leaves unspent."""
-    spec = canary_metrics([Window(rho, 0, TrackCounts(), TrackCounts())], cfg)[0].spec
-    within, ever = exact.false_alarm(rho, spec, 4000)
-    return {"alpha": spec.alpha, "within_4000_errors": round(within, 4), "ever_at_most": round(ever, 4)}
+    probability (within 4,000 errors, and a bound on ever), at Ville's 1/alpha and at the
+    calibrated first-step threshold; and the bound for the whole canary."""
+    metric = canary_metrics([Window(rho, 0, TrackCounts(), TrackCounts())], cfg)[0]
+    out = {"alpha": metric.spec.alpha, "first_step_threshold": round(metric.threshold, 3),
+           "later_steps_threshold": round(exact.step_thresholds(rho, metric.spec, cfg.later_step_threshold_factor)
+                                          .later, 3)}
+    for name, threshold in (("ville", 1 / metric.spec.alpha), ("calibrated", metric.threshold)):
+        spec = dataclasses.replace(metric.spec, alpha=1 / threshold)
+        within, ever = exact.false_alarm(rho, spec, 4000)
+        out[name] = {"within_4000_errors": round(within, 4), "ever_at_most": round(ever, 4)}
+    return out
 
 
 SCENARIOS = [
@@ -399,8 +409,10 @@ def print_table(result: dict) -> None:
           f"checked after every error, no horizon -- the floor for any test against the live stable; "
           f"'-known-p0': against the stable's true error rate, which a canary does not know.")
     x = result["exact_false_rollback"]
-    print(f"relctl's first-step rule, A/A, checked after every error: false-rollback probability "
-          f"{x['within_4000_errors']} within 4,000 errors, at most {x['ever_at_most']} ever (alpha {x['alpha']}).")
+    print(f"relctl's thresholds: {x['first_step_threshold']} in the first step, {x['later_steps_threshold']} later "
+          f"(1/alpha = {1 / x['alpha']:g}). Exact A/A false-rollback probability of the first step's rule, checked "
+          f"after every error: {x['calibrated']['within_4000_errors']} within 4,000 errors (at 1/alpha it would be "
+          f"{x['ville']['within_4000_errors']}); the whole canary's is at most alpha.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -408,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--runs", type=int, default=2000, help="runs per regression scenario")
     p.add_argument("--oracle-runs", type=int, default=20000, help="runs per simulated yardstick row")
-    p.add_argument("--aa-runs", type=int, default=2000, help="runs per A/A scenario (>= 1000)")
+    p.add_argument("--aa-runs", type=int, default=4000, help="runs per A/A scenario (>= 1000)")
     p.add_argument("--horizon", type=int, default=600, help="simulated seconds per run (10 one-minute checks)")
     p.add_argument("--tick", type=int, default=1, help="relctl judge tick, seconds")
     p.add_argument("--rps", type=int, default=100)

@@ -25,6 +25,10 @@ class AnalysisPolicy(BaseModel):
                                                                      "the minimum effect (big regressions, fewer bad answers)")
     large_effect_weight: float = Field(0.25, ge=0, le=1, description="weight of that second SPRT; the Beta mixture gets "
                                                                     "1 - sprt_weight - large_effect_weight")
+    later_step_threshold_factor: float = Field(
+        1.25, ge=1, le=10, description="spend the false-rollback budget Ville's 1/alpha leaves unused: the first canary "
+                                       "step rolls back below 1/alpha (computed exactly), later steps at up to this "
+                                       "factor above it; 1 keeps 1/alpha everywhere")
     error_alpha_share: float = Field(0.5, gt=0, lt=1, description="share of alpha for errors when latency is judged too")
     error_rate_tolerance: float = Field(
         0.02, ge=0, lt=1, description="accept 'no regression' when the candidate's error rate is confidently below this "

@@ -23,7 +23,7 @@ def judge_canary(windows: list[Window], cfg: AnalysisPolicy) -> Verdict:
     if ratio.mismatch:
         return Verdict(Decision.PAUSE, f"sample-ratio mismatch: candidate got {ratio.observed_share:.2%} "
                                        f"of requests, intended {ratio.intended_share:.2%}", base)
-    results = {m.name: (m, error_label.run(list(m.segments), m.spec)) for m in canary_metrics(canary, cfg)}
+    results = {m.name: (m, error_label.run(list(m.segments), m.spec, m.threshold)) for m in canary_metrics(canary, cfg)}
     base["metrics"] = {name: _metric_evidence(m, r) for name, (m, r) in results.items()}
     return _decide(results, cur, cfg, base)
 
@@ -33,8 +33,9 @@ def _decide(results: dict, cur: Window, cfg: AnalysisPolicy, evidence: dict) -> 
     if rejected:
         _, name = max(rejected)
         m, r = results[name]
+        step = "first canary step" if len(m.segments) == 1 else "after the first step"
         return Verdict(Decision.ROLLBACK, f"{name} regression: e-value {r.evidence()['e_value']:.4g} "
-                                          f">= {1 / m.spec.alpha:.4g} (1/alpha)", evidence)
+                                          f">= {r.threshold:.4g} (alpha {m.spec.alpha:.4g}, {step})", evidence)
     waiting = _promotion_gaps(results, cur, cfg)
     if not waiting:
         return Verdict(Decision.PROMOTE, "no regression: "

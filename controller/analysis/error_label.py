@@ -51,18 +51,21 @@ class CountResult:
     log_large: float       # log likelihood ratio at the large effect, all windows (0 if none)
     log_mixture: float     # log Bayes factor, all windows
     current_llr: float     # log likelihood ratio (minimum effect) of the current window
+    threshold: float       # the e-value that rolls back (1/alpha unless calibrated)
     rejected: bool         # regression detected at this metric's alpha
     sprt_accepts: bool     # current window crossed Wald's lower boundary
 
     def evidence(self) -> dict:
-        return {"e_value": _finite(math.exp(min(self.log_e, 690.0))), "log_e": round(self.log_e, 4),
+        return {"e_value": _finite(math.exp(min(self.log_e, 690.0))), "threshold": round(self.threshold, 4),
+                "log_e": round(self.log_e, 4),
                 "log_sprt": round(self.log_sprt, 4), "log_large": round(self.log_large, 4),
                 "log_mixture": round(self.log_mixture, 4), "current_llr": round(self.current_llr, 4),
                 "rejected": self.rejected, "sprt_accepts": self.sprt_accepts}
 
 
-def run(segments: list[Segment], spec: CountSpec) -> CountResult:
-    """Evaluate the test over all segments; the last one is the current window."""
+def run(segments: list[Segment], spec: CountSpec, threshold: float | None = None) -> CountResult:
+    """Evaluate the test over all segments; the last one is the current window. It rejects
+    when the averaged e-value reaches `threshold`, by default 1/alpha (Ville)."""
     if not segments:
         raise ValueError("the count test needs at least one segment")
     total = np.zeros(3)
@@ -74,9 +77,10 @@ def run(segments: list[Segment], spec: CountSpec) -> CountResult:
         total += current
     log_e = float(combine(total, spec))
     llr = float(current[0])
+    threshold = threshold or 1 / spec.alpha
     return CountResult(
         log_e=log_e, log_sprt=float(total[0]), log_large=float(total[1]), log_mixture=float(total[2]),
-        current_llr=llr, rejected=log_e >= -math.log(spec.alpha),
+        current_llr=llr, threshold=threshold, rejected=log_e >= math.log(threshold),
         sprt_accepts=segments[-1].n > 0 and llr <= sprt.log_accept_bound(spec.alpha, spec.beta),
     )
 

@@ -66,3 +66,48 @@ def test_sprt_floor_spends_alpha_and_matches_simulation():
 def test_sprt_floor_needs_an_alternative_above_the_null():
     with pytest.raises(ValueError, match="p_null < p_alt"):
         exact.sprt_floor(0.3, 0.2, 0.05, 100)
+
+
+def _spec(alpha=0.05):
+    return CountSpec(alpha=alpha, beta=0.2, effect=2, k0=10, sprt_weight=0.65, large_effect=5, large_weight=0.25)
+
+
+def test_step_thresholds_factor_one_is_ville():
+    assert exact.step_thresholds(0.05, _spec(), 1.0) == exact.ville(0.05)
+
+
+def test_step_thresholds_lower_the_first_step_and_keep_alpha():
+    t = exact.step_thresholds(0.05, _spec(), 1.25)
+    assert 14 < t.first < 20 <= t.later <= 25
+    assert 0.049 < t.false_alarm <= 0.05
+
+
+def _false_rollback(first: float, later: float, first_events: int, later_events: int, runs=10000):
+    """A/A, checked after every event: a first step at 5 % for `first_events` events, then a
+    step at 50 %, evidence carried over as the judge does. The fraction of runs rolled back."""
+    spec, rng = _spec(), np.random.default_rng(11)
+
+    def walk(n, rho):
+        s = np.cumsum(rng.random((runs, n)) < rho, axis=1)
+        grid = np.arange(n + 1, dtype=float)
+        return s, np.arange(1, n + 1) - s, error_label.window_logs(grid[:, None], grid[None, :], rho, spec)
+
+    s1, f1, parts1 = walk(first_events, 0.05)
+    hit = (error_label.combine(parts1, spec)[s1, f1] >= math.log(first)).any(axis=1)
+    if later_events:
+        s2, f2, parts2 = walk(later_events, 0.5)
+        carried = parts1[:, s1[:, -1], f1[:, -1]][:, :, None]              # (3, runs, 1)
+        hit |= (error_label.combine(parts2[:, s2, f2] + carried, spec) >= math.log(later)).any(axis=1)
+    return hit.mean()
+
+
+def test_calibrated_thresholds_stay_within_alpha_over_the_canary():
+    t = exact.step_thresholds(0.05, _spec(), 1.25)
+    for first_events in (30, 100, 300):
+        assert _false_rollback(t.first, t.later, first_events, 300) <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 10000)
+
+
+def test_calibrated_first_step_spends_the_budget_ville_leaves():
+    t = exact.step_thresholds(0.05, _spec(), 1.25)
+    calibrated, ville = _false_rollback(t.first, t.later, 1000, 0), _false_rollback(20, 20, 1000, 0)
+    assert calibrated > ville + 0.005
