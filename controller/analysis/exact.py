@@ -4,9 +4,10 @@ When each draw succeeds with a known probability (under "no regression" an error
 candidate's with probability ρ, its traffic share), the law of the whole path is known, so
 the chance that a boundary is ever crossed, and the mean counts when it is, can be
 computed by dynamic programming instead of bounded. Ville's inequality (P ≤ 1/c for a test
-martingale reaching c) is loose when the statistic jumps past c: `false_alarm` shows how
-much of α the judge's rule really spends, and `sprt_floor` what the best test told the
-true effect needs. The benchmark and the property tests use them; the judge does not.
+martingale reaching c) is loose when the statistic jumps past c. `step_thresholds` gives
+the judge thresholds that spend the whole budget; `false_alarm` shows how much of α a rule
+really spends, and `sprt_floor` what the best test told the true effect needs (both for
+the benchmark and the tests).
 """
 from __future__ import annotations
 
