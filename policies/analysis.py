@@ -20,10 +20,10 @@ class AnalysisPolicy(BaseModel):
     beta: float = Field(0.2, gt=0, lt=0.5, description="SPRT type II error: sets the boundary for accepting 'no regression'")
     min_effect: float = Field(2.0, gt=1, le=100, description="smallest error-rate ratio candidate/stable worth catching")
     mixture_k0: float = Field(10.0, gt=0, le=1e6, description="Beta-mixture prior concentration (smaller: faster on large effects)")
-    sprt_weight: float = Field(0.65, ge=0, le=1, description="weight of the SPRT at min_effect in the averaged e-value")
+    sprt_weight: float = Field(0.25, ge=0, le=1, description="weight of the SPRT at min_effect in the averaged e-value")
     large_effect_factor: float = Field(2.5, ge=1, le=100, description="a second SPRT is tuned for this many times "
                                                                      "the minimum effect (big regressions, fewer bad answers)")
-    large_effect_weight: float = Field(0.25, ge=0, le=1, description="weight of that second SPRT; the Beta mixture gets "
+    large_effect_weight: float = Field(0.70, ge=0, le=1, description="weight of that second SPRT; the Beta mixture gets "
                                                                     "1 - sprt_weight - large_effect_weight")
     later_step_threshold_factor: float = Field(
         1.25, ge=1, le=10, description="spend the false-rollback budget Ville's 1/alpha leaves unused: the first canary "

@@ -32,5 +32,39 @@ def log_bayes_factor_array(s, f, rho: float, k0: float, *, one_sided: bool = Tru
 
 
 def _log_upper_tail(a, b, x: float):
-    """log P(θ > x) for θ ~ Beta(a, b); floored so a vanishing tail stays finite."""
-    return np.log(np.maximum(betaincc(a, b, x), 1e-300))
+    """log P(θ > x) for θ ~ Beta(a, b). Where that underflows (many stable-side events at a
+    large share), it is computed in logs: flooring it would overstate the e-value."""
+    a, b = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float))
+    shape, a, b = a.shape, a.ravel(), b.ravel()
+    tail = betaincc(a, b, x)
+    out = np.log(np.maximum(tail, np.finfo(float).tiny))
+    small = tail < 1e-250
+    if small.any():
+        # P(θ > x) = I_{1-x}(b, a), deep in the lower tail of Beta(b, a): the continued
+        # fraction converges there, and its prefactor is taken in logs.
+        bs, as_ = b[small], a[small]
+        out[small] = (bs * np.log1p(-x) + as_ * np.log(x) - betaln(bs, as_) - np.log(bs)
+                      + np.log(_incomplete_beta_fraction(bs, as_, 1 - x)))
+    return out.reshape(shape)
+
+
+def _incomplete_beta_fraction(a, b, x: float, max_terms: int = 1000):
+    """The continued fraction of the regularised incomplete beta I_x(a, b) (modified Lentz),
+    vectorised over a and b; converges fast for x < (a + 1) / (a + b + 2)."""
+    tiny = 1e-300
+    c = np.ones_like(a)
+    d = 1 - (a + b) * x / (a + 1)
+    d = 1 / np.where(np.abs(d) < tiny, tiny, d)
+    h = d.copy()
+    for m in range(1, max_terms + 1):
+        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1 + num * d
+            d = 1 / np.where(np.abs(d) < tiny, tiny, d)
+            c = 1 + num / c
+            c = np.where(np.abs(c) < tiny, tiny, c)
+            step = d * c
+            h = h * step
+        if np.all(np.abs(step - 1) < 1e-13):
+            break
+    return h

@@ -34,17 +34,17 @@ def test_five_fold_error_rate_rolls_back_with_evidence():
 
 
 def test_first_step_rolls_back_below_one_over_alpha_later_steps_above():
-    # e-value 17.9: past the first step's exactly calibrated threshold (16.0), short of 1/alpha = 20.
-    first = evaluate([canary(5700, 80, 300, 11)], CFG, phase="canary")
+    # e-value 18.3: past the first step's exactly calibrated threshold (14.1), short of 1/alpha = 20.
+    first = evaluate([canary(5700, 55, 300, 9)], CFG, phase="canary")
     assert first.decision == Decision.ROLLBACK
-    assert "17.89 >= 16.01 (alpha 0.05, first canary step)" in first.reason
-    assert first.evidence["metrics"]["errors"]["threshold"] == pytest.approx(16.013, abs=1e-3)
+    assert "18.28 >= 14.08 (alpha 0.05, first canary step)" in first.reason
+    assert first.evidence["metrics"]["errors"]["threshold"] == pytest.approx(14.079, abs=1e-3)
     # The same evidence in a later step (the first one saw nothing) meets the higher threshold.
-    later = evaluate([canary(1000, 0, 50, 0), canary(5700, 80, 300, 11)], CFG, phase="canary")
+    later = evaluate([canary(1000, 0, 50, 0), canary(5700, 55, 300, 9)], CFG, phase="canary")
     assert later.decision == Decision.CONTINUE
-    assert later.evidence["metrics"]["errors"]["threshold"] == pytest.approx(24.31, abs=1e-2)
+    assert later.evidence["metrics"]["errors"]["threshold"] == pytest.approx(24.93, abs=1e-2)
     ville = AnalysisPolicy(later_step_threshold_factor=1)
-    assert evaluate([canary(5700, 80, 300, 11)], ville, phase="canary").decision == Decision.CONTINUE
+    assert evaluate([canary(5700, 55, 300, 9)], ville, phase="canary").decision == Decision.CONTINUE
 
 
 def test_healthy_canary_with_few_errors_continues_then_promotes():

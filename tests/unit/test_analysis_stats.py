@@ -1,8 +1,9 @@
 """Exact values of the sequential statistics on small cases."""
 import math
 
+import numpy as np
 import pytest
-from scipy.special import betaln
+from scipy.special import betaincc, betaln
 
 from controller.analysis import beta_mixture, error_label, sprt
 from controller.analysis.bounds import rate_upper_bound
@@ -97,3 +98,20 @@ def test_clopper_pearson_upper_bound():
     assert rate_upper_bound(0, 0, 0.05) == 1.0
     with pytest.raises(ValueError):
         rate_upper_bound(5, 3, 0.05)
+
+
+def test_one_sided_mixture_stays_small_when_its_tail_underflows():
+    # Zero candidate events among many at a 50 % share: the posterior mass above rho
+    # underflows double precision near 1,000 events; the Bayes factor must keep falling
+    # (a floored tail once made it jump to e^6 and blame an error-free candidate).
+    logs = [beta_mixture.log_bayes_factor(0, n, 0.5, 10.0) for n in (500, 900, 1041, 5000, 100000)]
+    assert all(later < earlier for earlier, later in zip(logs, logs[1:]))
+    assert logs[-1] < -10
+
+
+def test_log_tail_continued_fraction_matches_scipy_where_both_work():
+    a, b = np.array([5.0, 7.5, 20.0]), np.array([105.0, 300.0, 800.0])
+    direct = np.log(betaincc(a, b, 0.3))
+    in_logs = (b * np.log1p(-0.3) + a * np.log(0.3) - betaln(b, a) - np.log(b)
+               + np.log(beta_mixture._incomplete_beta_fraction(b, a, 0.7)))
+    assert in_logs == pytest.approx(direct, rel=1e-10)
