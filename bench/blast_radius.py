@@ -369,7 +369,8 @@ SCENARIOS = [
 
 
 def run(args) -> dict:
-    cfg = AnalysisPolicy(alpha=args.alpha)
+    weights = {} if args.weights is None else {"sprt_weight": args.weights[0], "large_effect_weight": args.weights[1]}
+    cfg = AnalysisPolicy(alpha=args.alpha, **weights)
     rng = np.random.default_rng(args.seed)
     rows = []
     kinds = {"canary": canary_scenario, "shadow": shadow_scenario, "schedule": schedule_scenario}
@@ -429,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="canary weights in %% for the schedule scenarios (the default policy's)")
     p.add_argument("--step-seconds", type=int, default=30, help="minimum seconds per canary step (default policy)")
     p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--weights", type=float, nargs=2, metavar=("MIN_EFFECT", "LARGE_EFFECT"),
+                   help="the judge's e-value weights (policy sprt_weight, large_effect_weight); default: the policy's")
     p.add_argument("--check-runs", type=int, default=20, help="runs per scenario cross-checked against evaluate()")
     p.add_argument("--seed", type=int, default=20261125)
     args = p.parse_args(argv)
