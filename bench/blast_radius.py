@@ -33,6 +33,7 @@ from controller.analysis.judge import evaluate  # noqa: E402
 from controller.analysis.metrics import canary_metrics, count_spec  # noqa: E402
 from controller.analysis.types import Decision, ShadowCounts, TrackCounts, Window  # noqa: E402
 from policies.analysis import AnalysisPolicy  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
 
 NEVER = np.iinfo(np.int32).max
 
@@ -369,8 +370,7 @@ SCENARIOS = [
 
 
 def run(args) -> dict:
-    weights = {} if args.weights is None else {"sprt_weight": args.weights[0], "large_effect_weight": args.weights[1]}
-    cfg = AnalysisPolicy(alpha=args.alpha, **weights)
+    cfg = AnalysisPolicy(alpha=args.alpha, **dict(item.split("=", 1) for item in args.set))
     rng = np.random.default_rng(args.seed)
     rows = []
     kinds = {"canary": canary_scenario, "shadow": shadow_scenario, "schedule": schedule_scenario}
@@ -430,11 +430,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="canary weights in %% for the schedule scenarios (the default policy's)")
     p.add_argument("--step-seconds", type=int, default=30, help="minimum seconds per canary step (default policy)")
     p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--weights", type=float, nargs=2, metavar=("MIN_EFFECT", "LARGE_EFFECT"),
-                   help="the judge's e-value weights (policy sprt_weight, large_effect_weight); default: the policy's")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="an analysis policy field for relctl's judge, e.g. --set sprt_weight=0.65 (repeatable)")
     p.add_argument("--check-runs", type=int, default=20, help="runs per scenario cross-checked against evaluate()")
     p.add_argument("--seed", type=int, default=20261125)
     args = p.parse_args(argv)
+    if any("=" not in item for item in args.set):
+        p.error("--set takes FIELD=VALUE, e.g. --set sprt_weight=0.65")
+    try:
+        AnalysisPolicy(alpha=args.alpha, **dict(item.split("=", 1) for item in args.set))
+    except ValidationError as exc:
+        p.error(f"--set: {exc}")
     if args.aa_runs < 1000:
         p.error("--aa-runs must be at least 1000 for a meaningful false-rollback rate")
     started = time.monotonic()
