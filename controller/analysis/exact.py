@@ -69,16 +69,20 @@ def min_candidate_events(rho: float, spec: CountSpec, max_events: int, threshold
     return lo
 
 
-def false_alarm(rho: float, spec: CountSpec, max_events: int) -> tuple[float, float]:
-    """The count test's false-alarm probability when checked after every event: exact within
-    max_events events, and an upper bound on ever (Ville's inequality from there on)."""
-    bound = min_candidate_events(rho, spec, max_events)
-    crossing = first_crossing(bound, rho)
-    s = np.arange(len(crossing.alive), dtype=float)
-    live = crossing.alive > 0
-    log_e = error_label.log_e_values(s[live], max_events - s[live], rho, spec)
-    tail = float(crossing.alive[live] @ np.exp(log_e)) * spec.alpha
-    return crossing.probability, crossing.probability + tail
+def false_alarm(rho: float, spec: CountSpec, max_events: int, threshold: float | None = None) -> tuple[float, float]:
+    """The count test's false-alarm probability when checked after every event and rejecting
+    at `threshold` (default 1/alpha): exact within max_events events, and an upper bound on
+    ever (Ville's inequality from there on)."""
+    threshold = threshold or 1 / spec.alpha
+    crossing = first_crossing(min_candidate_events(rho, spec, max_events, threshold), rho)
+    return crossing.probability, crossing.probability + _alive_e_value(crossing, rho, spec) / threshold
+
+
+def _alive_e_value(crossing: Crossing, rho: float, spec: CountSpec) -> float:
+    """E[e-value after the last event; not crossed]: what Ville's inequality bounds from there."""
+    s = np.nonzero(crossing.alive > 0)[0]
+    n = len(crossing.by_step)
+    return float(crossing.alive[s] @ np.exp(error_label.log_e_values(s.astype(float), n - s, rho, spec)))
 
 
 @dataclass(frozen=True)
@@ -152,8 +156,7 @@ def step_thresholds(rho: float, spec: CountSpec, later_factor: float, max_events
         hit = crossing.by_step > 0
         # the e-value at the boundary state is the smallest a crossing at n can have: conservative
         w = np.exp(error_label.log_e_values(k[hit].astype(float), (n[hit] - k[hit]).astype(float), rho, spec))
-        s = np.nonzero(crossing.alive > 0)[0]
-        carried = float(crossing.alive[s] @ np.exp(error_label.log_e_values(s.astype(float), max_events - s, rho, spec)))
+        carried = _alive_e_value(crossing, rho, spec)
         return lambda big_c: 1 / big_c + float(crossing.by_step[hit] @ np.maximum(1 - w / big_c, 0)) + carried / c
 
     if later_factor <= 1 or bound_for(1 / alpha)(ceiling) > alpha:
