@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from controller.pools.base import Served
@@ -36,14 +37,21 @@ def cpu_dtype() -> str:
 
 
 class LocalVllmPool:
+    # A starting server silent this long has hung (seen on CPU: vLLM's engine process never
+    # came up after other servers had just stopped); its normal silences last about a minute.
+    STALL_SECONDS = 240.0
+    STALL_RESTARTS = 2
+
     def __init__(self, deployments: DeploymentStore, workdir: Path, *, device: str = "cpu",
-                 name: str = "local", max_model_len: int = 512, extra_args: tuple[str, ...] = ()):
+                 name: str = "local", max_model_len: int = 512, extra_args: tuple[str, ...] = (),
+                 stall_seconds: float = STALL_SECONDS):
         self.name = name
         self.device = device
         self._deployments = deployments
         self._logs = Path(workdir) / "pool-logs"
         self._max_model_len = max_model_len
         self._extra_args = extra_args
+        self._stall_seconds = stall_seconds
         self._children: dict[str, subprocess.Popen] = {}
 
     def can_serve(self, quantization: str | None) -> tuple[bool, str]:
@@ -106,10 +114,36 @@ class LocalVllmPool:
         if state != "ready" and http_ok(f"{url}/health"):
             self._deployments.put(key, state="ready")
             state = "ready"
+        if state == "starting" and self._silent_for(key) > self._stall_seconds:
+            return self._restart_stalled(key, row)
         return Served(model, version, url, state)
 
-    def _spawn(self, model: str, artifact_dir: Path, port: int, key: str, core: int) -> subprocess.Popen:
-        self._logs.mkdir(parents=True, exist_ok=True)
+    def _silent_for(self, key: str) -> float:
+        try:
+            return time.time() - self._log_path(key).stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    def _restart_stalled(self, key: str, row) -> Served:
+        """Stop a server whose start hung; start it again, up to STALL_RESTARTS times."""
+        stop_group(row.pid)
+        self._children.pop(key, None)
+        restarts = (row.detail or {}).get("stall_restarts", 0)
+        why = f"no output for {self._stall_seconds:.0f} s while starting"
+        if restarts >= self.STALL_RESTARTS:
+            self._deployments.put(key, state="failed")
+            return Served(row.model, row.version, row.url, "failed",
+                          f"{why}, {restarts + 1} times; see {self._log_path(key)}")
+        port, core = free_port(), (row.detail or {}).get("core", self._free_core())
+        proc = self._spawn(row.model, Path(row.artifact), port, key, core)
+        url = f"http://127.0.0.1:{port}"
+        self._deployments.put(key, url=url, pid=proc.pid, state="starting",
+                              detail={**(row.detail or {}), "stall_restarts": restarts + 1})
+        log.warning("pool.restart_stalled", extra={"model": row.model, "version": row.version, "pid": proc.pid,
+                                                   "reason": why})
+        return Served(row.model, row.version, url, "starting", f"restarted: {why}")
+
+    def _server_command(self, model: str, artifact_dir: Path, port: int, core: int) -> tuple[list[str], dict]:
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(artifact_dir),
                "--served-model-name", model, "--host", "127.0.0.1", "--port", str(port),
                "--max-model-len", str(self._max_model_len), *self._extra_args]
@@ -118,7 +152,15 @@ class LocalVllmPool:
             cmd += ["--dtype", cpu_dtype()]
             env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
             env["VLLM_CPU_OMP_THREADS_BIND"] = str(core)
+        return cmd, env
+
+    def _spawn(self, model: str, artifact_dir: Path, port: int, key: str, core: int) -> subprocess.Popen:
+        self._logs.mkdir(parents=True, exist_ok=True)
+        cmd, env = self._server_command(model, artifact_dir, port, core)
         with open(self._log_path(key), "ab") as out:
+            # a line of our own marks each start in the log and restarts its silence clock
+            out.write(f"--- relctl: starting {model} from {artifact_dir} on port {port}\n".encode())
+            out.flush()
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         # A child inherits the spawning thread's CPU affinity, which quantization narrows (and
         # OpenMP may pin): give the server the whole process's cores; vLLM pins its own workers.
