@@ -39,7 +39,7 @@ def cpu_dtype() -> str:
 class LocalVllmPool:
     # A starting server silent this long has hung (seen on CPU: vLLM's engine process never
     # came up after other servers had just stopped); its normal silences last about a minute.
-    STALL_SECONDS = 240.0
+    STALL_SECONDS = 180.0
     STALL_RESTARTS = 2
 
     def __init__(self, deployments: DeploymentStore, workdir: Path, *, device: str = "cpu",

@@ -64,7 +64,8 @@ def test_sigkill_during_canary_resumes_from_store(stack):
     try:
         candidate = stack.registry.register_checkpoint(MODEL, stack.versions[1])
         rel = wait_for(lambda: next((r for r in releases(stack) if r["candidate_version"] == candidate), None), 60)
-        wait_for(lambda: stack.api("GET", f"/api/v1/releases/{rel['id']}").json()["phase"] == "canary", 600)
+        # 1200 s: quantize, two evaluation servers, deploy -- and room for one hung vLLM start to be restarted
+        wait_for(lambda: stack.api("GET", f"/api/v1/releases/{rel['id']}").json()["phase"] == "canary", 1200)
         # the AWQ build where this CPU has vLLM's 4-bit kernel, else the full-precision candidate
         served = stack.api("GET", f"/api/v1/releases/{rel['id']}").json()["status"]["deployment"]["version"]
         before = deployments(stack)
