@@ -80,6 +80,11 @@ def log_e(s: np.ndarray, f: np.ndarray, rho: float, spec: error_label.CountSpec)
     return values[inverse.ravel()].reshape(s.shape)
 
 
+def sprt_llr(e_c: np.ndarray, e_s: np.ndarray, rho: float, theta1: float) -> np.ndarray:
+    """Wald's log likelihood ratio on error labels (sprt.log_likelihood_ratio, vectorised)."""
+    return e_c * math.log(theta1 / rho) + e_s * math.log((1 - theta1) / (1 - rho))
+
+
 def first_true(mask: np.ndarray, times: np.ndarray) -> np.ndarray:
     """Per row, the time of the first True column, NEVER if none."""
     hit = mask.any(axis=1)
@@ -94,8 +99,7 @@ def relctl_canary(tr: Traffic, cfg: AnalysisPolicy, rho: float, tick: int) -> Ou
     rejected = log_e(e_c, e_s, rho, metric.spec) >= math.log(metric.threshold)     # the first step's
     guard = (n_c >= cfg.guard_min_requests) & (e_c > cfg.max_error_rate * n_c) & (e_c * np.maximum(n_s, 1) > e_s * n_c)
     srm = beta_mixture.log_bayes_factor_array(n_c, n_s, rho, cfg.srm_k0, one_sided=False) >= -math.log(cfg.srm_alpha)
-    theta1 = sprt.theta_for_effect(rho, metric.spec.effect)
-    llr = e_c * math.log(theta1 / rho) + e_s * math.log((1 - theta1) / (1 - rho))
+    llr = sprt_llr(e_c, e_s, rho, sprt.theta_for_effect(rho, metric.spec.effect))
     accepted = (llr <= sprt.log_accept_bound(metric.spec.alpha, cfg.beta)) & (e_c + e_s > 0)
     if cfg.error_rate_tolerance > 0:
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -324,7 +328,7 @@ def oracle_rows(args, rng) -> list[dict]:
         floor = exact.sprt_floor(rho, theta1, args.alpha, 4000)
         tr = simulate_canary(p0, p1, rho, args.rps, args.oracle_runs, args.horizon, rng)
         idx = np.arange(args.tick - 1, args.horizon, args.tick)
-        llr = tr.e_c[:, idx] * math.log(theta1 / rho) + tr.e_s[:, idx] * math.log((1 - theta1) / (1 - rho))
+        llr = sprt_llr(tr.e_c[:, idx], tr.e_s[:, idx], rho, theta1)
         for judge, threshold in (("wald-oracle", 1 / args.alpha), ("sprt-exact", floor.threshold)):
             rollback = first_true(llr >= math.log(threshold), idx + 1)
             rows.append({**base, "judge": judge, **summarize(tr, rollback, rollback), "threshold": round(threshold, 3)})
@@ -367,8 +371,13 @@ SCENARIOS = [
 ]
 
 
+def analysis_policy(args) -> AnalysisPolicy:
+    """The judge's policy: the defaults, alpha, and each --set FIELD=VALUE (validated by pydantic)."""
+    return AnalysisPolicy(alpha=args.alpha, **dict(item.split("=", 1) for item in args.set))
+
+
 def run(args) -> dict:
-    cfg = AnalysisPolicy(alpha=args.alpha, **dict(item.split("=", 1) for item in args.set))
+    cfg = analysis_policy(args)
     rng = np.random.default_rng(args.seed)
     rows = []
     kinds = {"canary": canary_scenario, "shadow": shadow_scenario, "schedule": schedule_scenario}
@@ -436,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     if any("=" not in item for item in args.set):
         p.error("--set takes FIELD=VALUE, e.g. --set sprt_weight=0.65")
     try:
-        AnalysisPolicy(alpha=args.alpha, **dict(item.split("=", 1) for item in args.set))
+        analysis_policy(args)
     except ValidationError as exc:
         p.error(f"--set: {exc}")
     if args.aa_runs < 1000:

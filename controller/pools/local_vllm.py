@@ -70,18 +70,22 @@ class LocalVllmPool:
         row = self._deployments.get(key)
         if row is not None and row.state in ("starting", "ready") and pid_alive(row.pid):
             return self._observe(key, row.model, row.version, row.url, row.state)
+        pid, url = self._start(key, model, version, artifact_dir, {"core": self._free_core()})
+        log.info("pool.start", extra={"model": model, "version": version, "url": url, "pid": pid})
+        return Served(model, version, url, "starting", f"pid {pid}")
+
+    def _start(self, key: str, model: str, version: str, artifact_dir: Path, detail: dict) -> tuple[int, str]:
+        """Spawn a server on a free port (the core in `detail`) and record it; (pid, url)."""
         port = free_port()
-        core = self._free_core()
-        proc = self._spawn(model, artifact_dir, port, key, core)
+        proc = self._spawn(model, artifact_dir, port, key, detail["core"])
         url = f"http://127.0.0.1:{port}"
         try:
             self._deployments.put(key, pool=self.name, model=model, version=version, artifact=str(artifact_dir),
-                                  url=url, pid=proc.pid, state="starting", detail={"core": core})
+                                  url=url, pid=proc.pid, state="starting", detail=detail)
         except Exception:
             stop_group(proc.pid)  # an unrecorded server would be orphaned and started again next tick
             raise
-        log.info("pool.start", extra={"model": model, "version": version, "url": url, "pid": proc.pid})
-        return Served(model, version, url, "starting", f"pid {proc.pid}")
+        return proc.pid, url
 
     def status(self, model: str, version: str) -> Served | None:
         key = self._key(model, version)
@@ -128,18 +132,16 @@ class LocalVllmPool:
         """Stop a server whose start hung; start it again, up to STALL_RESTARTS times."""
         stop_group(row.pid)
         self._children.pop(key, None)
-        restarts = (row.detail or {}).get("stall_restarts", 0)
+        detail = row.detail or {}
+        restarts = detail.get("stall_restarts", 0)
         why = f"no output for {self._stall_seconds:.0f} s while starting"
         if restarts >= self.STALL_RESTARTS:
             self._deployments.put(key, state="failed")
             return Served(row.model, row.version, row.url, "failed",
                           f"{why}, {restarts + 1} times; see {self._log_path(key)}")
-        port, core = free_port(), (row.detail or {}).get("core", self._free_core())
-        proc = self._spawn(row.model, Path(row.artifact), port, key, core)
-        url = f"http://127.0.0.1:{port}"
-        self._deployments.put(key, url=url, pid=proc.pid, state="starting",
-                              detail={**(row.detail or {}), "stall_restarts": restarts + 1})
-        log.warning("pool.restart_stalled", extra={"model": row.model, "version": row.version, "pid": proc.pid,
+        pid, url = self._start(key, row.model, row.version, Path(row.artifact),
+                               {"core": self._free_core(), **detail, "stall_restarts": restarts + 1})
+        log.warning("pool.restart_stalled", extra={"model": row.model, "version": row.version, "pid": pid,
                                                    "reason": why})
         return Served(row.model, row.version, url, "starting", f"restarted: {why}")
 

@@ -10,7 +10,7 @@ from controller.store.db import make_engine, migrate
 from controller.store.deployments import DeploymentStore
 
 
-def make_local_pool(workdir: Path) -> LocalVllmPool:
+def make_local_pool(workdir: Path, **options) -> LocalVllmPool:
     engine = make_engine(f"sqlite:///{workdir / 'store.db'}")
     migrate(engine)
-    return LocalVllmPool(DeploymentStore(sessionmaker(engine, expire_on_commit=False)), workdir)
+    return LocalVllmPool(DeploymentStore(sessionmaker(engine, expire_on_commit=False)), workdir, **options)

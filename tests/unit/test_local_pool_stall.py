@@ -11,8 +11,7 @@ CHATTY = [sys.executable, "-u", "-c", "import time\nwhile True:\n    print('load
 
 def _pool(tmp_path, monkeypatch, command) -> LocalVllmPool:
     """A local pool whose 'server' is `command`, with a 1 s stall limit."""
-    pool = make_local_pool(tmp_path)
-    pool._stall_seconds = 1.0
+    pool = make_local_pool(tmp_path, stall_seconds=1.0)
     monkeypatch.setattr(pool, "_server_command", lambda *args: (command, {}))
     return pool
 
