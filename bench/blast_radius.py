@@ -9,8 +9,9 @@ relctl's judge runs here as a vectorised replica built from the same library fun
 (the count-test table, SPRT, Clopper-Pearson, SRM); on the first runs of every scenario
 each tick is cross-checked against the real `controller.analysis.judge.evaluate`.
 
-    python bench/blast_radius.py            # table
-    python bench/blast_radius.py --json     # one JSON object
+    python bench/blast_radius.py                  # table
+    python bench/blast_radius.py --json           # one JSON object
+    python bench/blast_radius.py --real-only      # only the real-traffic scenarios (bench/real_traffic.py)
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from scipy.special import betaincinv
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.analysis import beta_mixture, error_label, exact, sprt  # noqa: E402
+from bench import real_traffic  # noqa: E402
+from controller.analysis import beta_mixture, error_label, exact, guards, sprt  # noqa: E402
 from controller.analysis.judge import evaluate  # noqa: E402
 from controller.analysis.metrics import canary_metrics, count_spec  # noqa: E402
 from controller.analysis.types import Decision, ShadowCounts, TrackCounts, Window  # noqa: E402
@@ -85,6 +87,17 @@ def sprt_llr(e_c: np.ndarray, e_s: np.ndarray, rho: float, theta1: float) -> np.
     return e_c * math.log(theta1 / rho) + e_s * math.log((1 - theta1) / (1 - rho))
 
 
+def guard_test(e_c: np.ndarray, e_s: np.ndarray, rho, cfg: AnalysisPolicy) -> np.ndarray:
+    """The hard guard's comparison of the tracks (guards._worse, vectorised; rho a scalar or per run)."""
+    rho = np.broadcast_to(np.asarray(rho, float), np.shape(e_c))
+    out = np.zeros(np.shape(e_c), bool)
+    for r in np.unique(rho):
+        at = rho == r
+        out[at] = beta_mixture.log_bayes_factor_array(e_c[at], e_s[at], float(r), guards.GUARD_K0) \
+            >= -math.log(cfg.guard_alpha)
+    return out
+
+
 def first_true(mask: np.ndarray, times: np.ndarray) -> np.ndarray:
     """Per row, the time of the first True column, NEVER if none."""
     hit = mask.any(axis=1)
@@ -97,7 +110,7 @@ def relctl_canary(tr: Traffic, cfg: AnalysisPolicy, rho: float, tick: int) -> Ou
     times = idx + 1
     metric = canary_metrics([Window(rho, 0, TrackCounts(), TrackCounts())], cfg)[0]
     rejected = log_e(e_c, e_s, rho, metric.spec) >= math.log(metric.threshold)     # the first step's
-    guard = (n_c >= cfg.guard_min_requests) & (e_c > cfg.max_error_rate * n_c) & (e_c * np.maximum(n_s, 1) > e_s * n_c)
+    guard = (n_c >= cfg.guard_min_requests) & (e_c > cfg.max_error_rate * n_c) & guard_test(e_c, e_s, rho, cfg)
     srm = beta_mixture.log_bayes_factor_array(n_c, n_s, rho, cfg.srm_k0, one_sided=False) >= -math.log(cfg.srm_alpha)
     llr = sprt_llr(e_c, e_s, rho, sprt.theta_for_effect(rho, metric.spec.effect))
     accepted = (llr <= sprt.log_accept_bound(metric.spec.alpha, cfg.beta)) & (e_c + e_s > 0)
@@ -118,7 +131,7 @@ def relctl_shadow(tr: Traffic, cfg: AnalysisPolicy, tick: int) -> Outcome:
     pairs, b, c = tr.n_c[:, idx], tr.e_c[:, idx], tr.e_s[:, idx]
     times = idx + 1
     spec = count_spec(cfg, cfg.shadow_alpha, cfg.min_effect)
-    guard = (pairs >= cfg.guard_min_requests) & (b > cfg.max_error_rate * pairs)
+    guard = (pairs >= cfg.guard_min_requests) & (b > cfg.max_error_rate * pairs) & guard_test(b, c, 0.5, cfg)
     rollback = guard | (log_e(b, c, 0.5, spec) >= -math.log(cfg.shadow_alpha))
     never = np.full(len(pairs), NEVER, dtype=np.int64)
     return Outcome(first_true(rollback, times), never, never)
@@ -184,7 +197,8 @@ def cross_check(tr: Traffic, cfg: AnalysisPolicy, rho: float, tick: int, out: Ou
                 d = Decision.CONTINUE          # the shadow replica judges rollbacks only
             if d in expected or t >= first:
                 if not (d in expected and expected[d][r] == t == first):
-                    raise AssertionError(f"replica differs from evaluate(): run {r} tick {t}: {d}, replica first={first}")
+                    raise AssertionError(f"replica differs from evaluate(): run {r} tick {t}: {d}, "
+                                         f"replica first={first}")
                 break
 
 
@@ -254,7 +268,7 @@ def relctl_schedule(p0: float, p1: float, args, cfg: AnalysisPolicy, runs: int, 
         log_e = error_label.combine(carried + parts, spec)
         srm_bf = beta_mixture.log_bayes_factor_array(win["n_c"], win["n_s"], rho, cfg.srm_k0, one_sided=False)
         guard = ((win["n_c"] >= cfg.guard_min_requests) & (win["e_c"] > cfg.max_error_rate * win["n_c"])
-                 & (win["e_c"] * np.maximum(win["n_s"], 1) > win["e_s"] * win["n_c"]))
+                 & guard_test(win["e_c"], win["e_s"], rho, cfg))
         srm = carried_srm + srm_bf >= -math.log(cfg.srm_alpha)
         accepted = (llr <= accept_bound) & (win["e_c"] + win["e_s"] > 0)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -381,9 +395,10 @@ def run(args) -> dict:
     rng = np.random.default_rng(args.seed)
     rows = []
     kinds = {"canary": canary_scenario, "shadow": shadow_scenario, "schedule": schedule_scenario}
-    for name, kind, p0, p1, runs_attr in SCENARIOS:
+    for name, kind, p0, p1, runs_attr in ([] if args.real_only else SCENARIOS):
         rows += kinds[kind](name, p0, p1, args, cfg, getattr(args, runs_attr), rng)
-    rows += oracle_rows(args, rng)
+    rows += [] if args.real_only else oracle_rows(args, rng)
+    real = [] if args.no_real else real_traffic.run(args, cfg, rng)
     exact_aa = exact_false_rollback(cfg, args.steps[0] / 100)
     settings = {"alpha": cfg.alpha, "shadow_alpha": cfg.shadow_alpha, "min_effect": cfg.min_effect,
                 "mixture_k0": cfg.mixture_k0, "sprt_weight": cfg.sprt_weight,
@@ -393,10 +408,34 @@ def run(args) -> dict:
                 "min_soak_seconds": cfg.min_soak_seconds, "seed": args.seed,
                 "schedule_steps_pct": args.steps, "schedule_step_seconds": args.step_seconds,
                 "cross_checked_runs_per_scenario": args.check_runs}
-    return {"scenarios": rows, "exact_false_rollback": exact_aa, "settings": settings}
+    settings.update(real_traffic_tick_seconds=args.real_tick, real_traffic_runs=args.real_runs,
+                    real_traffic_aa_runs=args.real_aa_runs)
+    return {"scenarios": rows, "real_traffic": real, "exact_false_rollback": exact_aa, "settings": settings}
+
+
+def print_real_traffic(rows: list[dict], settings: dict) -> None:
+    if not rows:
+        return
+    cols = ["name", "unit", "runs", "false_rollback_rate", "rollback_rate", "srm_paused_rate", "paused_rate",
+            "held_runs_rate", "promoted_rate", "promote_seconds_mean", "detect_seconds_mean", "bad_answers_mean",
+            "promoted_within_announced_rate", "announced_seconds"]
+    heads = ["real traffic", "unit", "runs", "false rb", "rolled back", "SRM paused", "paused", "held", "promoted",
+             "promote s", "detect s", "bad", "in announced", "announced s"]
+    table = [heads] + [["-" if r.get(c) is None else str(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    print()
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+    print(f"\nReal traffic: every tick ({settings['real_traffic_tick_seconds']} s) through the real Analyzer, "
+          f"the whole {'/'.join(f'{x:g}' for x in settings['schedule_steps_pct'])} % schedule (steps of at least "
+          f"{settings['schedule_step_seconds']} s), 600 s horizon (2,400 s at low traffic, judged in shadow as "
+          f"relctl's plan says). 'held': runs with at least one HOLD verdict.")
 
 
 def print_table(result: dict) -> None:
+    if not result["scenarios"]:
+        print_real_traffic(result["real_traffic"], result["settings"])
+        return
     cols = ["name", "judge", "runs", "bad_answers_mean", "bad_answers_until_rollback_mean", "detect_seconds_mean",
             "detect_rate", "false_rollback_rate", "promoted_rate", "promote_seconds_mean"]
     heads = ["scenario", "judge", "runs", "bad (step end)", "bad (to rollback)", "detect s", "detect rate",
@@ -421,6 +460,7 @@ def print_table(result: dict) -> None:
           f"(1/alpha = {1 / x['alpha']:g}). Exact A/A false-rollback probability of the first step's rule, checked "
           f"after every error: {x['calibrated']['within_4000_errors']} within 4,000 errors (at 1/alpha it would be "
           f"{x['ville']['within_4000_errors']}); the whole canary's is at most alpha.")
+    print_real_traffic(result["real_traffic"], result["settings"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -441,6 +481,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="an analysis policy field for relctl's judge, e.g. --set sprt_weight=0.65 (repeatable)")
     p.add_argument("--check-runs", type=int, default=20, help="runs per scenario cross-checked against evaluate()")
     p.add_argument("--seed", type=int, default=20261125)
+    p.add_argument("--real-runs", type=int, default=60, help="runs per real-traffic regression scenario")
+    p.add_argument("--real-aa-runs", type=int, default=200, help="runs per real-traffic A/A scenario")
+    p.add_argument("--real-tick", type=int, default=5, help="judge tick in the real-traffic scenarios, seconds")
+    p.add_argument("--no-real", action="store_true", help="skip the real-traffic scenarios")
+    p.add_argument("--real-only", nargs="*", metavar="WORD",
+                   help="only the real-traffic scenarios (those whose name contains a WORD, if given)")
     args = p.parse_args(argv)
     if any("=" not in item for item in args.set):
         p.error("--set takes FIELD=VALUE, e.g. --set sprt_weight=0.65")

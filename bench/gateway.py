@@ -30,7 +30,8 @@ LOAD_CPU, PROXY_CPU = "0", "1"
 TOKEN = "bench-token"
 REPLY = json.dumps({
     "id": "bench", "object": "chat.completion", "created": 0, "model": "bench",
-    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok, benchmark reply"}}],
+    "choices": [{"index": 0, "finish_reason": "stop",
+                 "message": {"role": "assistant", "content": "ok, benchmark reply"}}],
     "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}})
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 16})
 WRK_SCRIPT = f"""wrk.method = "POST"
@@ -153,7 +154,8 @@ def envoy_config(port: int, backends: dict[str, int], scenario: str) -> dict:
                                                     {"name": "candidate", "weight": 10}]},
                  "request_mirror_policies": [{"cluster": "slow" if scenario == "slow_mirror" else "candidate"}],
                  "timeout": "30s"}
-    hcm = {"@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+    hcm = {"@type": ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+                     "HttpConnectionManager"),
            "stat_prefix": "bench",
            "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"],
                                                "routes": [{"match": {"prefix": "/"}, "route": route}]}]},
@@ -284,8 +286,8 @@ def measure(workdir: Path, port: int, scenario: str, args) -> dict:
 
 def summarize(results: dict) -> dict:
     base = results["direct"]["plain"]["one_conn"]
-    for name, by_scenario in results.items():
-        for scenario, r in by_scenario.items():
+    for by_scenario in results.values():
+        for r in by_scenario.values():
             if "one_conn" in r:
                 r["added_p50_ms"] = round(r["one_conn"]["p50_ms"] - base["p50_ms"], 3)
                 r["added_p99_ms"] = round(r["one_conn"]["p99_ms"] - base["p99_ms"], 3)

@@ -8,6 +8,8 @@ import sys
 
 import httpx
 
+from controller.api_errors import error_detail
+
 EXIT_ERROR = 1
 
 
@@ -47,21 +49,32 @@ def _parser() -> argparse.ArgumentParser:
     rsub = rel.add_subparsers(dest="release_command", required=True)
     c = rsub.add_parser("create")
     c.add_argument("model")
-    c.add_argument("version")
-    c.add_argument("--policy", help="built-in policy name or YAML file")
+    c.add_argument("version", type=_version, help="MLflow version number, e.g. 3")
+    c.add_argument("--policy", help="a policy name known to the server, or a local YAML file (sent inline)")
     c.set_defaults(func=_release_create)
     ls = rsub.add_parser("list")
     ls.add_argument("--model")
     ls.set_defaults(func=lambda a: _api(a, "GET", "/api/v1/releases", params={"model": a.model} if a.model else None))
-    for name in ("get", "events"):
-        g = rsub.add_parser(name)
-        g.add_argument("release_id")
-        g.set_defaults(func=lambda a, n=name: _api(a, "GET", f"/api/v1/releases/{a.release_id}"
-                                                   + ("/events" if n == "events" else "")))
+    g = rsub.add_parser("get", help="the release's phase, weights, counts, judge and job progress")
+    g.add_argument("release_id")
+    g.add_argument("--json", action="store_true", help="print the API's JSON (for scripts)")
+    g.set_defaults(func=_release_get)
+    w = rsub.add_parser("watch", help="the same view, redrawn until the release ends")
+    w.add_argument("release_id")
+    w.add_argument("--interval", type=float, default=2.0, help="seconds between snapshots (default 2)")
+    w.set_defaults(func=_release_watch)
+    ev = rsub.add_parser("events")
+    ev.add_argument("release_id")
+    ev.set_defaults(func=lambda a: _api(a, "GET", f"/api/v1/releases/{a.release_id}/events"))
     for action in ("abort", "promote", "pause", "resume"):
         a_ = rsub.add_parser(action)
         a_.add_argument("release_id")
         a_.set_defaults(func=lambda a, act=action: _api(a, "POST", f"/api/v1/releases/{a.release_id}/{act}"))
+
+    st = sub.add_parser("status", help="active releases in a table")
+    st.add_argument("--api", default=os.environ.get("RELCTL_API", "http://127.0.0.1:8000"))
+    st.add_argument("--json", action="store_true", help="print the API's JSON (for scripts)")
+    st.set_defaults(func=_status)
 
     pol = sub.add_parser("policy", help="validate a rollout policy file")
     pol.add_argument("action", choices=["validate"])
@@ -70,12 +83,13 @@ def _parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("quantize", help="run the AWQ stage alone on a registered version and print the report")
     q.add_argument("model")
-    q.add_argument("version")
+    q.add_argument("version", type=_version)
     q.add_argument("--backend", default="autoawq", choices=["autoawq", "llmcompressor"])
     q.add_argument("--mlflow-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"))
     q.add_argument("--workdir", default=".relctl")
     q.add_argument("--calibration", default=None, metavar="REF",
-                   help="calibration texts: a file, mlflow-dataset:RUN_ID/NAME or runs:/RUN_ID/PATH (default: built-in)")
+                   help="calibration texts: a file, mlflow-dataset:RUN_ID/NAME or runs:/RUN_ID/PATH "
+                        "(default: built-in)")
     q.set_defaults(func=_quantize)
 
     t = sub.add_parser("build-tiny-model", help="build a tiny Llama checkpoint (offline) for tests and demos")
@@ -89,6 +103,15 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="end with one JSON line describing the outcome")
     d.add_argument("--workdir", default=None, help="keep the demo's files here (default: a temporary folder)")
     d.set_defaults(func=_demo)
+
+    from controller.integrity_commands import add_integrity_commands
+    add_integrity_commands(sub)      # relctl audit verify, relctl verify
+    from controller.report.cli import add_report_command
+    add_report_command(sub)          # relctl report ID
+    from controller.scheduler.cli import add_evals_command
+    add_evals_command(sub)           # relctl evals list|run|history MODEL
+    from controller.k8s.cli import add_parser as add_k8s_command
+    add_k8s_command(sub)             # relctl k8s render
     return p
 
 
@@ -105,8 +128,19 @@ def _serve(args) -> int:
 def _release_create(args) -> int:
     body = {"model": args.model, "version": args.version}
     if args.policy:
-        body["policy"] = _read_policy(args.policy)
+        # A local file is read here and sent inline; the server never reads a path it is given.
+        from policies.loader import is_policy_name
+        body["policy"] = args.policy if is_policy_name(args.policy) else _read_policy(args.policy)
     return _api(args, "POST", "/api/v1/releases", json_body=body)
+
+
+def _version(text: str) -> str:
+    """argparse type: MLflow's canonical version, or a usage error naming the rule."""
+    from controller.registry.versions import VersionError, canonical_version
+    try:
+        return canonical_version(text)
+    except VersionError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _read_policy(ref: str) -> dict | str:
@@ -117,7 +151,42 @@ def _read_policy(ref: str) -> dict | str:
         raise CliError(str(exc)) from None
 
 
+def _release_get(args) -> int:
+    release = _call(args, "GET", f"/api/v1/releases/{args.release_id}")
+    if args.json:
+        print(json.dumps(release, indent=2))
+        return 0
+    from rich.console import Console
+    from controller.cli_views import release_view
+    Console().print(release_view(release))
+    return 0
+
+
+def _release_watch(args) -> int:
+    from rich.console import Console
+    from controller.cli_views import watch
+    last = watch(lambda: _call(args, "GET", f"/api/v1/releases/{args.release_id}"), Console(), args.interval)
+    return 0 if last["phase"] == "succeeded" else EXIT_ERROR
+
+
+def _status(args) -> int:
+    releases = _call(args, "GET", "/api/v1/releases", params={"active": "true"})
+    if args.json:
+        print(json.dumps(releases, indent=2))
+        return 0
+    from rich.console import Console
+    from controller.cli_views import status_table
+    Console().print(status_table(releases))
+    return 0
+
+
 def _api(args, method: str, path: str, json_body: dict | None = None, params: dict | None = None) -> int:
+    print(json.dumps(_call(args, method, path, json_body, params), indent=2))
+    return 0
+
+
+def _call(args, method: str, path: str, json_body: dict | None = None, params: dict | None = None):
+    """The API's JSON answer, or CliError with the API's own message."""
     token = os.environ.get("RELCTL_TOKEN", "")
     try:
         resp = httpx.request(method, args.api.rstrip("/") + path, json=json_body, params=params, timeout=30,
@@ -125,13 +194,9 @@ def _api(args, method: str, path: str, json_body: dict | None = None, params: di
     except httpx.HTTPError as exc:
         raise CliError(f"cannot reach the relctl API at {args.api}: {exc}") from None
     if resp.status_code >= 400:
-        try:
-            detail = resp.json().get("detail", resp.text)
-        except ValueError:
-            detail = resp.text
+        detail = error_detail(resp)
         raise CliError(f"HTTP {resp.status_code}: {detail}")
-    print(json.dumps(resp.json(), indent=2))
-    return 0
+    return resp.json()
 
 
 def _policy_validate(args) -> int:

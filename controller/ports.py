@@ -54,6 +54,16 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Terminate a child, kill it if it has not exited after `grace` seconds, and reap it."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=grace)
+
+
 def stop_group(pid: int | None, grace: float = 15.0) -> None:
     """SIGTERM a process group started with start_new_session=True, SIGKILL what is left after `grace`.
 

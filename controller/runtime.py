@@ -6,38 +6,40 @@ import logging
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import sessionmaker
 
-from controller.config import Settings, secret
-from controller.reconcile.context import Controller
-from controller.reconcile.loop import reconcile
-from controller.service import handle_registry_event, keep_champion_serving
+from controller import backends
+from controller import observability as obs
+from controller.config import Settings
+from controller.reconcile.context import Controller, utc_now
+from controller.reconcile.jobs import JobRunner
+from controller.reconcile.workers import ReleaseWorkers
+from controller.scheduler.evaluations import schedule_evaluations
+from controller.service import handle_registry_event, keep_champion_serving, reconcile_champion, release_queued
 from controller.store.audit import AuditStore
 from controller.store.db import make_engine, migrate
-from controller.store.deployments import DeploymentStore
+from controller.store.jobs import JobStore
 from controller.store.models import RegistryCursorRow
+from controller.store.registry_state import ChampionStore, VersionQueue
 from controller.store.releases import ReleaseStore
+from policies.loader import watch_policy_ref
 
 log = logging.getLogger(__name__)
 
-GATEWAY_TOKEN_ENV = "RELCTL_GATEWAY_TOKEN"
-
 
 def build_controller(settings: Settings) -> tuple[Controller, sessionmaker]:
-    from controller.analysis.providers.prometheus import PrometheusProvider
-    from controller.pools.local_vllm import LocalVllmPool
-    from controller.registry.mlflow_registry import MlflowRegistry
-    from controller.traffic.embedded import EmbeddedGatewayRouter
-
     settings.workdir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url())
     migrate(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
     ctx = Controller(
         store=ReleaseStore(sessions),
-        registry=MlflowRegistry(settings.mlflow_uri),
-        pool=LocalVllmPool(DeploymentStore(sessions), settings.workdir, device=settings.pool_device),
-        router=EmbeddedGatewayRouter(settings.gateway_admin_url, secret(GATEWAY_TOKEN_ENV)),
-        metrics=PrometheusProvider(settings.prometheus_url),
+        registry=backends.make("registry", settings.registry, settings, sessions),
+        pool=backends.make("pool", settings.pool, settings, sessions),
+        router=backends.make("router", settings.router, settings, sessions),
+        metrics=backends.make("metrics", settings.metrics, settings, sessions),
         workdir=settings.workdir,
+        jobs=JobRunner(JobStore(sessions), utc_now),
+        champions=ChampionStore(sessions),
+        queue=VersionQueue(sessions),
         audit=AuditStore(sessions),
     )
     return ctx, sessions
@@ -59,27 +61,23 @@ class Seen:
                 s.add(RegistryCursorRow(model=model, version=v))
 
 
-def tick(ctx: Controller) -> None:
-    """Reconcile every active release, then keep champions serving."""
-    for release in ctx.store.list(active_only=True):
-        try:
-            reconcile(ctx, release.id)
-        except Exception:
-            log.exception("reconcile.error", extra={"release": release.id})
-
-
 def poll_registry(ctx: Controller, settings: Settings, seen: Seen) -> None:
+    """Per watched model: a human move of `champion`, new events, queued versions, the champion served."""
     for watched in settings.models:
+        policy = watch_policy_ref(watched.policy)
         try:
+            reconcile_champion(ctx, watched.name, policy)
             known = seen.get(watched.name)
             if not known:  # first look: what exists up to the champion is history, not news
                 known = _baseline(ctx, watched.name)
                 seen.add(watched.name, known)
             for ev in ctx.registry.poll(watched.name, known):
-                handle_registry_event(ctx, ev, watched.policy)
+                handle_registry_event(ctx, ev, policy)
                 if ev.version:
                     seen.add(watched.name, {ev.version})
+            release_queued(ctx, watched.name)
             keep_champion_serving(ctx, watched.name)
+            obs.LAST_POLL.labels(watched.name).set_to_current_time()
         except Exception as exc:
             log.warning("poll.error", extra={"model": watched.name, "error": str(exc)})
 
@@ -92,11 +90,13 @@ def _baseline(ctx: Controller, model: str) -> set[str]:
     return {v for v in versions if int(v) <= int(champion)} or {champion}
 
 
-def start_scheduler(ctx: Controller, settings: Settings, sessions: sessionmaker) -> BackgroundScheduler:
+def start_scheduler(ctx: Controller, settings: Settings, sessions: sessionmaker,
+                    workers: ReleaseWorkers) -> BackgroundScheduler:
     seen = Seen(sessions)
     sched = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
-    sched.add_job(tick, "interval", seconds=settings.tick_seconds, args=[ctx], id="reconcile")
-    sched.add_job(poll_registry, "interval", seconds=settings.poll_seconds, args=[ctx, settings, seen],
-                  id="poll-registry")
+    sched.add_job(workers.tick, "interval", seconds=settings.tick_seconds, id="reconcile")
+    sched.add_job(lambda: workers.is_leader() and poll_registry(ctx, settings, seen), "interval",
+                  seconds=settings.poll_seconds, id="poll-registry")
     sched.start()
+    schedule_evaluations(sched, ctx, settings)   # needs a started scheduler to read its stored jobs
     return sched

@@ -71,7 +71,8 @@ def linear_dims(config: dict[str, Any]) -> dict[str, int]:
         inter = int(config["intermediate_size"])
         heads = int(config["num_attention_heads"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise QuantizeError(f"config.json lacks a size field needed for quantization: {exc}", cause="checkpoint") from exc
+        raise QuantizeError(f"config.json lacks a size field needed for quantization: {exc}",
+                            cause="checkpoint") from exc
     head_dim = int(config.get("head_dim") or hidden // heads)
     kv_heads = int(config.get("num_key_value_heads") or heads)
     return {"hidden_size": hidden, "intermediate_size": inter, "q_proj_out": heads * head_dim,

@@ -59,7 +59,8 @@ def _table_texts(path: Path) -> list[str]:
     except Exception as exc:
         raise QuantizeError(f"calibration table {path} cannot be read: {exc}", cause="calibration") from exc
     if "text" not in frame.columns:
-        raise QuantizeError(f"calibration table {path} has no \"text\" column (columns: {', '.join(map(str, frame.columns))})",
+        columns = ", ".join(map(str, frame.columns))
+        raise QuantizeError(f"calibration table {path} has no \"text\" column (columns: {columns})",
                             cause="calibration")
     return [t for t in frame["text"].tolist() if isinstance(t, str)]
 
@@ -68,7 +69,8 @@ def _jsonl_text(line: str, path: Path, lineno: int) -> str:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise QuantizeError(f"calibration file {path} line {lineno} is not JSON: {exc.msg}", cause="calibration") from exc
+        raise QuantizeError(f"calibration file {path} line {lineno} is not JSON: {exc.msg}",
+                            cause="calibration") from exc
     if isinstance(row, str):
         return row
     if isinstance(row, dict) and isinstance(row.get("text"), str):
@@ -85,7 +87,7 @@ def load_eval_set(path: Path | None = None) -> list[EvalItem]:
         if not line.strip():
             continue
         row = json.loads(line)
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not isinstance(row.get("answer"), str):
+        if not (isinstance(row, dict) and isinstance(row.get("prompt"), str) and isinstance(row.get("answer"), str)):
             raise ValueError(f"{path} line {n}: expected {{\"prompt\": str, \"answer\": str}}")
         items.append(EvalItem(row["prompt"], row["answer"]))
     if not items:

@@ -69,9 +69,14 @@ def dequantize_pack_quantized_state(state: dict[str, torch.Tensor], bits: int, g
             zero = torch.zeros_like(scale)
         else:
             zero = _unpack_int32(state[f"{prefix}.weight_zero_point"].t(), bits, rows).t().float()
-        per_column = lambda t: t.repeat_interleave(group_size, dim=1)[:, :cols]  # noqa: E731
-        out[f"{prefix}.weight"] = ((q.float() - per_column(zero)) * per_column(scale)).contiguous()
+        out[f"{prefix}.weight"] = ((q.float() - _per_column(zero, group_size, cols))
+                                   * _per_column(scale, group_size, cols)).contiguous()
     return out
+
+
+def _per_column(t: torch.Tensor, group_size: int, cols: int) -> torch.Tensor:
+    """Per-group values [r, groups] -> per-column [r, cols]."""
+    return t.repeat_interleave(group_size, dim=1)[:, :cols]
 
 
 def _unpack_int32(packed: torch.Tensor, bits: int, length: int) -> torch.Tensor:

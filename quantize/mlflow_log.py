@@ -81,7 +81,8 @@ def _log_calibration_dataset(client: MlflowClient, run_id: str, calibration: str
 
     if calibration and calibration.startswith(DATASET_SCHEME):
         source = find_dataset_input(calibration, client.tracking_uri)
-        client.log_inputs(run_id, datasets=[DatasetInput(source.dataset, [InputTag("mlflow.data.context", "calibration")])])
+        context = InputTag("mlflow.data.context", "calibration")
+        client.log_inputs(run_id, datasets=[DatasetInput(source.dataset, [context])])
 
 
 def _params(values: dict) -> list:

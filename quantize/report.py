@@ -1,13 +1,14 @@
 """The quality report: what quantization cost, measured against the full-precision parent.
 
-Perplexity on held-out text, accuracy on the evaluation JSONL (greedy generation, normalized
-exact match), and the size of the quantized layers. accuracy_drop_pct is in percentage
-points (parent accuracy minus build accuracy, times 100); negative means the build did better.
+Perplexity on held-out text, accuracy on an evaluation suite (quantize/suites.py: greedy
+generation, each answer checked by its item's rule), and the size of the quantized layers.
+accuracy_drop_pct is in percentage points (parent accuracy minus build accuracy, times 100);
+negative means the build did better. Both models answer the same items, and the report keeps
+the paired counts (answers lost and gained) that the gate's exact interval needs.
 """
 from __future__ import annotations
 
 import math
-import re
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,10 +17,11 @@ from typing import Any, Protocol
 from transformers import AutoTokenizer
 
 from quantize import data_files
-from quantize.data_files import EvalItem, load_eval_set
+from quantize.data_files import EvalItem
 from quantize.dequant import load_build_model, load_fp_model, packed_layer_bytes, quant_config
 from quantize.scorer_served import ServedPair, ServedScorer
 from quantize.scorer_torch import TorchScorer
+from quantize.suites import Suite, SuiteItem, load_suite, normalize  # noqa: F401  (normalize: re-exported)
 
 PPL_WINDOW = 256
 MAX_NEW_TOKENS = 8
@@ -42,6 +44,9 @@ class QualityReport:
     peak_memory_mb: float | None = None
     quant_method: str = "awq"
     evaluated_on: str = "cpu (dequantized)"   # or "vllm (<where>)": how the build was run
+    parent_only_correct: int | None = None    # items the parent answered right and the build wrong
+    build_only_correct: int | None = None     # the other way round; None in reports from before pairing
+    suite: str = ""                           # the suite's name (not kept in the numeric tags)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,20 +93,36 @@ def perplexity(scorer: Scorer, windows: list[list[int]]) -> tuple[float, int]:
     return math.exp(sum(scorer.window_nll(w) for w in windows) / tokens), tokens
 
 
-def normalize(text: str) -> str:
-    """First line, lower case, no punctuation or surrounding space: ' Paris.\\n' -> 'paris'."""
-    first = text.strip().split("\n")[0]
-    return re.sub(r"[^\w\s]", "", first).strip().lower()
+def correct(scorer: Scorer, items: tuple[SuiteItem, ...]) -> list[bool]:
+    """Each item's answer checked by its rule; items asking the same number of tokens go together."""
+    out = [False] * len(items)
+    for max_tokens in sorted({it.max_tokens for it in items}):
+        idx = [i for i, it in enumerate(items) if it.max_tokens == max_tokens]
+        answers = scorer.answers([items[i].prompt for i in idx], max_tokens)
+        for i, answer in zip(idx, answers):
+            out[i] = bool(items[i].check(answer))
+    return out
 
 
-def accuracy(scorer: Scorer, items: list[EvalItem]) -> float:
-    answers = scorer.answers([it.prompt for it in items], MAX_NEW_TOKENS)
-    return sum(normalize(a) == normalize(it.answer) for a, it in zip(answers, items)) / len(items)
+def accuracy(scorer: Scorer, items) -> float:
+    marks = correct(scorer, _as_suite(items).items)
+    return sum(marks) / len(marks)
 
 
-def _scores(scorer: Scorer, windows: list[list[int]], items: list[EvalItem]) -> tuple[float, int, float]:
+def _scores(scorer: Scorer, windows: list[list[int]], suite: Suite) -> tuple[float, int, list[bool]]:
     ppl, tokens = perplexity(scorer, windows)
-    return ppl, tokens, accuracy(scorer, items)
+    return ppl, tokens, correct(scorer, suite.items)
+
+
+def _as_suite(eval_set) -> Suite:
+    """A Suite from a Suite, a built-in name or path, None (builtin:small) or a list of EvalItems."""
+    if isinstance(eval_set, Suite):
+        return eval_set
+    if isinstance(eval_set, list):
+        items = tuple(SuiteItem(it.prompt, (lambda out, want=it.answer: normalize(out) == normalize(want)), it.answer)
+                      if isinstance(it, EvalItem) else it for it in eval_set)
+        return Suite("items", items)
+    return load_suite(eval_set)
 
 
 def _pct_increase(parent: float, build: float) -> float:
@@ -109,31 +130,38 @@ def _pct_increase(parent: float, build: float) -> float:
 
 
 def quality_report(parent_dir: Path, build_dir: Path, *, heldout_texts: list[str] | None = None,
-                   eval_set: list[EvalItem] | Path | None = None, quantization_seconds: float | None = None,
-                   peak_memory_mb: float | None = None, served: ServedPair | None = None) -> QualityReport:
+                   eval_set: Suite | list[EvalItem] | str | Path | None = None,
+                   quantization_seconds: float | None = None, peak_memory_mb: float | None = None,
+                   served: ServedPair | None = None) -> QualityReport:
     """Measure parent and build on the same windows and items: in this process with the build's
-    weights dequantized (CPU), or, with `served`, through the vLLM servers running them."""
+    weights dequantized (CPU), or, with `served`, through the vLLM servers running them.
+    eval_set: the policy's `quality.suite` (a built-in name or a JSONL path); builtin:small when None."""
     texts = heldout_texts if heldout_texts is not None else data_files.heldout_texts()
-    items = eval_set if isinstance(eval_set, list) else load_eval_set(eval_set)
+    suite = _as_suite(eval_set)
     tokenizer = AutoTokenizer.from_pretrained(str(parent_dir))
     windows = token_windows(tokenizer, texts)
     if served is None:   # one model in memory at a time
-        parent = _scores(TorchScorer(load_fp_model(parent_dir), tokenizer), windows, items)
-        build = _scores(TorchScorer(load_build_model(build_dir), tokenizer), windows, items)
+        parent = _scores(TorchScorer(load_fp_model(parent_dir), tokenizer), windows, suite)
+        build = _scores(TorchScorer(load_build_model(build_dir), tokenizer), windows, suite)
     else:
         with closing(ServedScorer(served.parent_url, served.model)) as scorer:
-            parent = _scores(scorer, windows, items)
+            parent = _scores(scorer, windows, suite)
         with closing(ServedScorer(served.build_url, served.model)) as scorer:
-            build = _scores(scorer, windows, items)
-    (parent_ppl, n_tokens, parent_acc), (build_ppl, _, build_acc) = parent, build
+            build = _scores(scorer, windows, suite)
+    (parent_ppl, n_tokens, parent_marks), (build_ppl, _, build_marks) = parent, build
+    n = len(parent_marks)
+    parent_acc, build_acc = sum(parent_marks) / n, sum(build_marks) / n
+    lost = sum(p and not b for p, b in zip(parent_marks, build_marks))
+    gained = sum(b and not p for p, b in zip(parent_marks, build_marks))
     packed, elements = packed_layer_bytes(build_dir)
     method = quant_config(build_dir)["quant_method"]
     return QualityReport(
         parent_perplexity=parent_ppl, build_perplexity=build_ppl,
         perplexity_increase_pct=_pct_increase(parent_ppl, build_ppl),
         parent_accuracy=parent_acc, build_accuracy=build_acc, accuracy_drop_pct=(parent_acc - build_acc) * 100.0,
-        eval_items=len(items), heldout_tokens=n_tokens, parent_layers_bytes_fp16=elements * 2,
+        eval_items=n, heldout_tokens=n_tokens, parent_layers_bytes_fp16=elements * 2,
         build_layers_bytes=packed, weight_size_ratio=packed / (elements * 2) if elements else float("nan"),
         quantization_seconds=quantization_seconds, peak_memory_mb=peak_memory_mb, quant_method=method,
         evaluated_on="cpu (dequantized)" if served is None else f"vllm ({served.where})",
+        parent_only_correct=lost, build_only_correct=gained, suite=suite.name,
     )

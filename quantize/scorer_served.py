@@ -25,8 +25,8 @@ class ServedPair:
 
 
 class ServedScorer:
-    def __init__(self, url: str, model: str, *, timeout_s: float = 300.0, parallel: int = 8):
-        self.url, self.model, self.parallel = url.rstrip("/"), model, parallel
+    def __init__(self, url: str, model: str, *, timeout_s: float = 300.0, parallel: int = 4, batch: int = 32):
+        self.url, self.model, self.parallel, self.batch = url.rstrip("/"), model, parallel, batch
         self._http = httpx.Client(timeout=timeout_s)
 
     def close(self) -> None:
@@ -58,8 +58,15 @@ class ServedScorer:
         return nll
 
     def answers(self, prompts: list[str], max_new_tokens: int) -> list[str]:
-        def one(prompt: str) -> str:
-            doc = self._complete({"prompt": prompt, "max_tokens": max_new_tokens, "temperature": 0.0})
-            return doc["choices"][0]["text"]
-        with ThreadPoolExecutor(self.parallel) as workers:   # vLLM batches concurrent requests
-            return list(workers.map(one, prompts))
+        """Greedy completions: `batch` prompts per request (a list prompt; choices carry their index),
+        `parallel` requests at once, so thousands of items cost little HTTP overhead."""
+        def some(chunk: list[str]) -> list[str]:
+            doc = self._complete({"prompt": chunk, "max_tokens": max_new_tokens, "temperature": 0.0})
+            choices = sorted(doc.get("choices") or [], key=lambda c: c.get("index", 0))
+            if len(choices) != len(chunk):
+                raise QuantizeError(f"evaluation server {self.url} answered {len(choices)} choices for "
+                                    f"{len(chunk)} prompts", cause="evaluation")
+            return [c.get("text", "") for c in choices]
+        chunks = [prompts[i:i + self.batch] for i in range(0, len(prompts), self.batch)]
+        with ThreadPoolExecutor(self.parallel) as workers:   # vLLM batches concurrent requests too
+            return [text for texts in workers.map(some, chunks) for text in texts]

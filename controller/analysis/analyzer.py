@@ -7,9 +7,11 @@ so a controller restart resumes with the same baselines and evidence.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime
+from typing import Any
 
-from controller.analysis import counts
+from controller.analysis import counts, health
 from controller.analysis.judge import evaluate
 from controller.analysis.providers.base import MetricProvider
 from controller.analysis.thresholds import fix_thresholds
@@ -18,6 +20,8 @@ from policies.analysis import AnalysisPolicy
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
+# The JSON analysis state kept in the release row, and its parts (windows, health).
+State = dict[str, Any]
 
 
 class Analyzer:
@@ -25,7 +29,7 @@ class Analyzer:
         self.provider = provider
         self.cfg = cfg
 
-    def start_window(self, model: str, release_id: str, canary_share: float, now: datetime, state: dict) -> dict:
+    def start_window(self, model: str, release_id: str, canary_share: float, now: datetime, state: State) -> State:
         """Close the current window (its evidence is kept) and open one at `canary_share`."""
         if not 0 <= canary_share < 1:
             raise ValueError(f"canary_share must lie in [0, 1), got {canary_share}")
@@ -42,7 +46,7 @@ class Analyzer:
                                                    "canary_share": canary_share, "at": now.isoformat()})
         return st
 
-    def judge(self, model: str, release_id: str, phase: str, now: datetime, state: dict) -> tuple[Verdict, dict]:
+    def judge(self, model: str, release_id: str, phase: str, now: datetime, state: State) -> tuple[Verdict, State]:
         st = _normalised(state)
         cur = st["current"]
         if cur is None:
@@ -54,6 +58,7 @@ class Analyzer:
         problem = _reading_problem(reading, phase)
         if problem:
             return self._inconclusive(st, now, problem)
+        env, st["health"] = health.update(st["health"], reading, now, self.cfg)
         if cur["baseline"] is None:
             cur["baseline"], cur["baseline_at"] = counts.measurement_to_dict(reading), now.isoformat()
             return Verdict(Decision.CONTINUE, "window baseline taken"), _clear_inconclusive(st)
@@ -63,13 +68,33 @@ class Analyzer:
             return self._restart_after_reset(st, reading, now, str(exc))
         cur["last"] = counts.window_to_dict(window)
         windows = [counts.window_from_dict(w) for w in st["closed"]] + [window]
-        verdict = evaluate(windows, self.cfg, phase=phase)
-        verdict = Verdict(verdict.decision, verdict.reason, {**verdict.evidence, **_context(st, windows)})
+        verdict = evaluate(windows, self.cfg, phase=phase, healthy=env.healthy)
+        verdict = Verdict(verdict.decision, verdict.reason, {**verdict.evidence, **_context(st, windows),
+                                                             "environment": {"healthy": env.healthy,
+                                                                             "reason": env.reason, **env.evidence}})
         if verdict.decision == Decision.INCONCLUSIVE:
             return self._inconclusive(st, now, verdict.reason, verdict.evidence)
-        return verdict, _clear_inconclusive(st)
+        return self._environment(verdict, env, st["health"], now), _clear_inconclusive(st)
 
-    def _close(self, model: str, release_id: str, st: dict, now: datetime) -> Window | None:
+    def _environment(self, verdict: Verdict, env: health.Health, hs: State, now: datetime) -> Verdict:
+        """While the environment is unwell, what would continue or advance holds instead (a
+        rollback by the count tests or an SLO, and a pause, stand: they stay valid); after it
+        recovers, promotion waits `min_soak_seconds` of health."""
+        if verdict.decision not in (Decision.CONTINUE, Decision.PROMOTE):
+            return verdict
+        if not env.healthy:
+            held = (now - _parse(hs["unhealthy_since"])).total_seconds()
+            if held > self.cfg.max_hold_seconds:
+                return Verdict(Decision.PAUSE, f"held for {held:.0f} s: {env.reason}", verdict.evidence)
+            return Verdict(Decision.HOLD, f"held ({held:.0f} s): {env.reason}", verdict.evidence)
+        since = hs.get("last_unhealthy_at")
+        calm = (now - _parse(since)).total_seconds() if since else math.inf
+        if verdict.decision == Decision.PROMOTE and calm < self.cfg.min_soak_seconds:
+            return Verdict(Decision.CONTINUE, f"environment healthy again for {calm:.0f} of "
+                                              f"{self.cfg.min_soak_seconds:.0f} s", verdict.evidence)
+        return verdict
+
+    def _close(self, model: str, release_id: str, st: State, now: datetime) -> Window | None:
         """The current window's final counts: read now, or the last judged counts if reading fails."""
         cur = st["current"]
         if cur["baseline"] is not None:
@@ -81,7 +106,7 @@ class Analyzer:
                     pass
         return counts.window_from_dict(cur["last"]) if cur["last"] else None
 
-    def _restart_after_reset(self, st: dict, reading: Measurement, now: datetime, why: str) -> tuple[Verdict, dict]:
+    def _restart_after_reset(self, st: State, reading: Measurement, now: datetime, why: str) -> tuple[Verdict, State]:
         cur = st["current"]
         if cur["last"]:
             st["closed"].append(cur["last"])
@@ -90,7 +115,8 @@ class Analyzer:
         log.warning("analysis.counter_reset", extra={"reason": why})
         return self._inconclusive(st, now, f"counters reset ({why}); window restarted")
 
-    def _inconclusive(self, st: dict, now: datetime, reason: str, evidence: dict | None = None) -> tuple[Verdict, dict]:
+    def _inconclusive(self, st: State, now: datetime, reason: str,
+                      evidence: dict[str, Any] | None = None) -> tuple[Verdict, State]:
         """Missing metrics are no verdict; missing for too long pauses the release."""
         since = st["inconclusive_since"] or now.isoformat()
         st["inconclusive_since"] = since
@@ -100,7 +126,7 @@ class Analyzer:
         return Verdict(Decision.INCONCLUSIVE, reason, evidence or {}), st
 
 
-def _window(cur: dict, reading: Measurement, now: datetime) -> Window:
+def _window(cur: State, reading: Measurement, now: datetime) -> Window:
     stable, candidate, shadow = counts.subtract(reading, counts.measurement_from_dict(cur["baseline"]))
     elapsed = (now - _parse(cur["baseline_at"])).total_seconds()
     return Window(float(cur["canary_share"]), max(elapsed, 0.0), stable, candidate, shadow)
@@ -114,19 +140,19 @@ def _reading_problem(reading: Measurement, phase: str) -> str | None:
     return None
 
 
-def _context(st: dict, windows: list[Window]) -> dict:
-    ctx = {"windows": len(windows)}
+def _context(st: State, windows: list[Window]) -> dict[str, Any]:
+    ctx: dict[str, Any] = {"windows": len(windows)}
     if st["thresholds"] is not None:
         ctx["latency_thresholds"] = st["thresholds"]
     return ctx
 
 
-def _new_window(share: float, started: datetime) -> dict:
+def _new_window(share: float, started: datetime) -> State:
     return {"canary_share": share, "started_at": started.isoformat(), "baseline": None, "baseline_at": None,
             "last": None}
 
 
-def _normalised(state: dict | None) -> dict:
+def _normalised(state: State | None) -> State:
     """A deep-enough copy with every key present, so callers' dicts are never mutated."""
     st = dict(state or {})
     if st.get("version", STATE_VERSION) != STATE_VERSION:
@@ -135,10 +161,11 @@ def _normalised(state: dict | None) -> dict:
     return {"version": STATE_VERSION, "closed": list(st.get("closed", [])),
             "current": dict(cur) if cur else None, "thresholds": st.get("thresholds"),
             "threshold_notes": list(st.get("threshold_notes", [])),
-            "inconclusive_since": st.get("inconclusive_since")}
+            "inconclusive_since": st.get("inconclusive_since"),
+            "health": dict(st.get("health") or health.initial_state())}
 
 
-def _clear_inconclusive(st: dict) -> dict:
+def _clear_inconclusive(st: State) -> State:
     st["inconclusive_since"] = None
     return st
 

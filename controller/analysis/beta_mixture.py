@@ -7,8 +7,16 @@ The one-sided form restricts the prior to θ > ρ, which spends no power on impr
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 from scipy.special import betaincc, betaln
+
+# Event counts and shares: Python numbers or numpy arrays that broadcast together.
+Values = float | npt.NDArray[Any]
+# What the vectorised functions return: an array, or a numpy scalar for scalar inputs.
+LogValues = npt.NDArray[np.float64] | np.float64
 
 
 def log_bayes_factor(s: int, n: int, rho: float, k0: float, *, one_sided: bool = True) -> float:
@@ -21,23 +29,23 @@ def log_bayes_factor(s: int, n: int, rho: float, k0: float, *, one_sided: bool =
     return float(log_bayes_factor_array(s, n - s, rho, k0, one_sided=one_sided))
 
 
-def log_bayes_factor_array(s, f, rho: float, k0: float, *, one_sided: bool = True):
+def log_bayes_factor_array(s: Values, f: Values, rho: Values, k0: float, *, one_sided: bool = True) -> LogValues:
     """Vectorised core over candidate events s and other events f (arrays broadcast); unchecked."""
     a, b = k0 * rho, k0 * (1 - rho)
-    log_bf = betaln(a + s, b + f) - betaln(a, b) - s * np.log(rho) - f * np.log(1 - rho)
+    log_bf: LogValues = betaln(a + s, b + f) - betaln(a, b) - s * np.log(rho) - f * np.log(1 - rho)
     if one_sided:
         # Prior mass above ρ, after and before the data: renormalises the restricted prior.
         log_bf = log_bf + _log_upper_tail(a + s, b + f, rho) - _log_upper_tail(a, b, rho)
     return log_bf
 
 
-def _log_upper_tail(a, b, x: float):
+def _log_upper_tail(a: Values, b: Values, x: Values) -> npt.NDArray[np.float64]:
     """log P(θ > x) for θ ~ Beta(a, b). Where that underflows (many stable-side events at a
     large share), it is computed in logs: flooring it would overstate the e-value."""
     a, b = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float))
     shape, a, b = a.shape, a.ravel(), b.ravel()
     tail = betaincc(a, b, x)
-    out = np.log(np.maximum(tail, np.finfo(float).tiny))
+    out: npt.NDArray[np.float64] = np.log(np.maximum(tail, np.finfo(float).tiny))
     small = tail < 1e-250
     if small.any():
         # P(θ > x) = I_{1-x}(b, a), deep in the lower tail of Beta(b, a): the continued
@@ -48,7 +56,8 @@ def _log_upper_tail(a, b, x: float):
     return out.reshape(shape)
 
 
-def _incomplete_beta_fraction(a, b, x: float, max_terms: int = 1000):
+def _incomplete_beta_fraction(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], x: Values,
+                              max_terms: int = 1000) -> npt.NDArray[np.float64]:
     """The continued fraction of the regularised incomplete beta I_x(a, b) (modified Lentz),
     vectorised over a and b; converges fast for x < (a + 1) / (a + b + 2)."""
     tiny = 1e-300

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from controller.analysis.types import Measurement, ShadowCounts, TrackCounts, Window
+
+
+# TrackCounts' plain integer counters besides requests and errors (missing in older state: 0).
+PLAIN_COUNTS = ("overload", "sessions", "sessions_failed")
 
 
 class CounterReset(Exception):
@@ -23,6 +28,7 @@ def _track_diff(now: TrackCounts | None, base: TrackCounts | None) -> TrackCount
         errors=_diff(now.errors, base.errors, "errors"),
         errors_by_class={k: _diff(v, base.errors_by_class.get(k, 0), k) for k, v in now.errors_by_class.items()},
         latency_over={k: _diff(v, base.latency_over.get(k, 0), k) for k, v in now.latency_over.items()},
+        **{k: _diff(getattr(now, k), getattr(base, k), k) for k in PLAIN_COUNTS},
     )
 
 
@@ -37,31 +43,34 @@ def _diff(now: int, base: int, what: str) -> int:
     return now - base
 
 
-def measurement_to_dict(m: Measurement) -> dict:
+def measurement_to_dict(m: Measurement) -> dict[str, Any]:
     return {"stable": asdict(m.stable) if m.stable else None,
             "candidate": asdict(m.candidate) if m.candidate else None,
             "shadow": asdict(m.shadow) if m.shadow else None}
 
 
-def measurement_from_dict(d: dict) -> Measurement:
-    return Measurement(stable=_track(d.get("stable")), candidate=_track(d.get("candidate")),
+def measurement_from_dict(d: dict[str, Any]) -> Measurement:
+    return Measurement(stable=_optional_track(d.get("stable")), candidate=_optional_track(d.get("candidate")),
                        shadow=ShadowCounts(**d["shadow"]) if d.get("shadow") else None)
 
 
-def window_to_dict(w: Window) -> dict:
+def window_to_dict(w: Window) -> dict[str, Any]:
     return {"canary_share": w.canary_share, "elapsed_seconds": w.elapsed_seconds,
             "stable": asdict(w.stable), "candidate": asdict(w.candidate), "shadow": asdict(w.shadow)}
 
 
-def window_from_dict(d: dict) -> Window:
+def window_from_dict(d: dict[str, Any]) -> Window:
     return Window(canary_share=float(d["canary_share"]), elapsed_seconds=float(d["elapsed_seconds"]),
                   stable=_track(d["stable"]), candidate=_track(d["candidate"]),
                   shadow=ShadowCounts(**d.get("shadow") or {}))
 
 
-def _track(d: dict | None) -> TrackCounts | None:
-    if d is None:
-        return None
+def _optional_track(d: dict[str, Any] | None) -> TrackCounts | None:
+    return None if d is None else _track(d)
+
+
+def _track(d: dict[str, Any]) -> TrackCounts:
     return TrackCounts(requests=int(d["requests"]), errors=int(d["errors"]),
                        errors_by_class={k: int(v) for k, v in d.get("errors_by_class", {}).items()},
-                       latency_over={k: int(v) for k, v in d.get("latency_over", {}).items()})
+                       latency_over={k: int(v) for k, v in d.get("latency_over", {}).items()},
+                       **{k: int(d.get(k, 0)) for k in PLAIN_COUNTS})

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from controller.analysis import beta_mixture, sprt
+from controller.analysis.beta_mixture import Values
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class CountResult:
     rejected: bool         # regression detected at this metric's alpha
     sprt_accepts: bool     # current window crossed Wald's lower boundary
 
-    def evidence(self) -> dict:
+    def evidence(self) -> dict[str, Any]:
         return {"e_value": _finite(math.exp(min(self.log_e, 690.0))), "threshold": round(self.threshold, 4),
                 "log_e": round(self.log_e, 4),
                 "log_sprt": round(self.log_sprt, 4), "log_large": round(self.log_large, 4),
@@ -85,7 +88,7 @@ def run(segments: list[Segment], spec: CountSpec, threshold: float | None = None
     )
 
 
-def window_logs(s, f, rho, spec: CountSpec) -> np.ndarray:
+def window_logs(s: Values, f: Values, rho: Values, spec: CountSpec) -> np.ndarray:
     """The three parts' log e-values for one window, stacked on a new first axis: (main SPRT,
     large-effect SPRT, mixture). s, f and rho may be arrays (they broadcast); unchecked."""
     s, f, rho = np.asarray(s, float), np.asarray(f, float), np.asarray(rho, float)
@@ -98,7 +101,8 @@ def window_logs(s, f, rho, spec: CountSpec) -> np.ndarray:
 def combine(logs: np.ndarray, spec: CountSpec) -> np.ndarray:
     """log of the weighted average of the parts (first axis of `logs`, summed over windows)."""
     terms = [math.log(w) + part for w, part in zip(spec.weights(), logs) if w > 0]
-    return np.logaddexp.reduce(np.stack(terms), axis=0)
+    combined: np.ndarray = np.logaddexp.reduce(np.stack(terms), axis=0)
+    return combined
 
 
 def log_e_values(s: np.ndarray, f: np.ndarray, rho: float, spec: CountSpec) -> np.ndarray:
@@ -110,9 +114,11 @@ def log_e_values(s: np.ndarray, f: np.ndarray, rho: float, spec: CountSpec) -> n
     return combine(window_logs(s, f, rho, spec), spec)
 
 
-def _llr(s, f, rho, effect: float):
+def _llr(s: npt.NDArray[np.float64], f: npt.NDArray[np.float64], rho: npt.NDArray[np.float64],
+         effect: float) -> npt.NDArray[np.float64]:
     theta = rho * effect / (rho * effect + 1 - rho)
-    return s * np.log(theta / rho) + f * np.log((1 - theta) / (1 - rho))
+    llr: npt.NDArray[np.float64] = s * np.log(theta / rho) + f * np.log((1 - theta) / (1 - rho))
+    return llr
 
 
 def log_e_table(max_events: int, rho: float, spec: CountSpec) -> np.ndarray:

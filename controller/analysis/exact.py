@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,7 +105,8 @@ def sprt_floor(p_null: float, p_alt: float, alpha: float, max_draws: int) -> Flo
     n = np.arange(1, max_draws + 1)
 
     def bound(log_c: float) -> np.ndarray:
-        return np.maximum(np.ceil((log_c - n * down) / (up - down) - 1e-9), 0).astype(np.int64)
+        steps: np.ndarray = np.maximum(np.ceil((log_c - n * down) / (up - down) - 1e-9), 0)
+        return steps.astype(np.int64)
 
     def null_ever(log_c: float) -> float:
         crossing = first_crossing(bound(log_c), p_null)
@@ -149,7 +151,7 @@ def step_thresholds(rho: float, spec: CountSpec, later_factor: float, max_events
     alpha, ceiling = spec.alpha, later_factor / spec.alpha
     n = np.arange(1, max_events + 1)
 
-    def bound_for(c: float):
+    def bound_for(c: float) -> Callable[[float], float]:
         """The bound as a function of C, for first-step threshold c (one DP)."""
         k = min_candidate_events(rho, spec, max_events, threshold=c)
         crossing = first_crossing(k, rho)

@@ -19,6 +19,18 @@ def metric_key(kind: str, quantile: float) -> str:
     return f"{kind}_p{pct}"
 
 
+def slo_key(kind: str, seconds: float) -> str:
+    """"e2e", 0.5 -> "e2e_slo0.5": requests slower than an SLO's latency (not a stable quantile)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown latency kind {kind!r}; known: {', '.join(KINDS)}")
+    return f"{kind}_slo{seconds:g}"
+
+
+def is_quantile_key(key: str) -> bool:
+    """True for a stable-quantile key ("e2e_p99"), False for an SLO key ("e2e_slo0.5")."""
+    return "_slo" not in key
+
+
 def quantile_of(key: str) -> float:
     """Inverse of metric_key for the quantile."""
     try:

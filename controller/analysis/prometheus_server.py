@@ -13,9 +13,11 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
-from controller.ports import free_port, wait_http
+from controller.ports import free_port, stop_process, wait_http
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ class PrometheusServer:
         self.scrape_interval = scrape_interval_seconds
         self.binary = binary
         self.port: int | None = None
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -66,16 +68,17 @@ class PrometheusServer:
     def remove_target(self, name: str) -> None:
         (self.workdir / "targets" / f"{name.replace(':', '_')}.json").unlink(missing_ok=True)
 
-    def query(self, promql: str) -> list[dict]:
+    def query(self, promql: str) -> list[dict[str, Any]]:
         """Instant query; raises on HTTP or API errors (tests use it to wait for data)."""
         qs = urllib.parse.urlencode({"query": promql})
         with urllib.request.urlopen(f"{self.url}/api/v1/query?{qs}", timeout=5) as resp:
             body = json.load(resp)
         if body.get("status") != "success":
             raise RuntimeError(f"query {promql!r} failed: {body}")
-        return body["data"]["result"]
+        return cast(list[dict[str, Any]], body["data"]["result"])
 
-    def wait_for(self, promql: str, predicate=bool, timeout: float = 30.0) -> list[dict]:
+    def wait_for(self, promql: str, predicate: Callable[[list[dict[str, Any]]], object] = bool,
+                 timeout: float = 30.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while True:
             result = self.query(promql)
@@ -88,19 +91,14 @@ class PrometheusServer:
     def stop(self) -> None:
         if self._proc is None:
             return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(timeout=10)
+        stop_process(self._proc)
         log.info("prometheus.stopped", extra={"pid": self._proc.pid})
         self._proc = None
 
     def __enter__(self) -> "PrometheusServer":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def _write_config(self) -> Path:

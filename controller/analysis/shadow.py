@@ -6,6 +6,8 @@ a bad candidate caught here costs zero bad answers.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from controller.analysis import error_label, guards
 from controller.analysis.bounds import rate_upper_bound
 from controller.analysis.error_label import Segment
@@ -16,15 +18,16 @@ from policies.analysis import AnalysisPolicy
 PAIRED_SHARE = 0.5
 
 
-def judge_shadow(windows: list[Window], cfg: AnalysisPolicy) -> Verdict:
+def judge_shadow(windows: list[Window], cfg: AnalysisPolicy, healthy: bool = True) -> Verdict:
     shadow = [w for w in windows if w.canary_share == 0]
     if not shadow or shadow[-1] is not windows[-1]:
         return Verdict(Decision.INCONCLUSIVE, "the current window is not a shadow window")
     cur = shadow[-1].shadow
-    evidence = {"phase": "shadow", "elapsed_seconds": round(shadow[-1].elapsed_seconds, 3),
+    evidence: dict[str, Any] = {"phase": "shadow", "elapsed_seconds": round(shadow[-1].elapsed_seconds, 3),
                 "pairs": cur.pairs, "only_candidate_failed": cur.only_candidate_failed,
                 "only_stable_failed": cur.only_stable_failed}
-    reason = guards.shadow_guard(cur, cfg.max_error_rate, cfg.guard_min_requests)
+    reason = guards.shadow_guard(cur, cfg.max_error_rate, cfg.guard_min_requests,
+                                 cfg.guard_alpha) if healthy else None
     if reason:
         return Verdict(Decision.ROLLBACK, reason, evidence)
     spec = count_spec(cfg, cfg.shadow_alpha, cfg.min_effect)
@@ -39,7 +42,8 @@ def judge_shadow(windows: list[Window], cfg: AnalysisPolicy) -> Verdict:
     return _shadow_progress(shadow[-1], result, cfg, evidence)
 
 
-def _shadow_progress(w: Window, result: error_label.CountResult, cfg: AnalysisPolicy, evidence: dict) -> Verdict:
+def _shadow_progress(w: Window, result: error_label.CountResult, cfg: AnalysisPolicy,
+                     evidence: dict[str, Any]) -> Verdict:
     s = w.shadow
     accepted = result.sprt_accepts or (cfg.error_rate_tolerance > 0 and rate_upper_bound(
         s.only_candidate_failed, s.pairs, cfg.shadow_alpha) <= cfg.error_rate_tolerance)

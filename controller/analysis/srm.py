@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from controller.analysis import beta_mixture
 from controller.analysis.types import Window
@@ -21,7 +22,7 @@ class SrmResult:
     observed_share: float      # current window
     intended_share: float      # current window
 
-    def evidence(self) -> dict:
+    def evidence(self) -> dict[str, Any]:
         return {"log_bf": round(self.log_bf, 4), "mismatch": self.mismatch,
                 "observed_share": round(self.observed_share, 5), "intended_share": self.intended_share}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Decision(StrEnum):
@@ -16,15 +17,24 @@ class Decision(StrEnum):
     ROLLBACK = "rollback"          # regression detected
     INCONCLUSIVE = "inconclusive"  # metrics missing or broken: neither pass nor fail
     PAUSE = "pause"                # e.g. sample-ratio mismatch: a human must look
+    # The environment is unhealthy (the stable's own error rate far above its baseline, or
+    # pool-wide overload answers): evidence keeps accumulating, but the step must neither
+    # advance nor roll back on the hard guard; decide() treats it like CONTINUE without
+    # counting the held time toward the step's minimum duration.
+    HOLD = "hold"
 
 
 @dataclass(frozen=True)
 class TrackCounts:
     """What one track (stable or candidate) served during a window."""
     requests: int = 0
-    errors: int = 0                                   # all error classes together
-    errors_by_class: dict[str, int] = field(default_factory=dict)  # http_5xx, timeout, empty, validator
+    errors: int = 0                                   # the version's error classes together (not overload)
+    errors_by_class: dict[str, int] = field(default_factory=dict)  # http_5xx, timeout, empty_output, validator,
+    #                                                                 overload
     latency_over: dict[str, int] = field(default_factory=dict)     # "e2e_p99" -> requests above the stable p99
+    overload: int = 0              # 429/503 answers marked as the serving layer's flow control: not the version's
+    sessions: int = 0              # distinct sessions first seen on this track (sticky routing)
+    sessions_failed: int = 0       # of those, sessions that had at least one error
 
 
 @dataclass(frozen=True)
@@ -62,4 +72,4 @@ class Measurement:
 class Verdict:
     decision: Decision
     reason: str
-    evidence: dict = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)

@@ -1,30 +1,26 @@
 """The REST release API. Routes are thin: they validate, then call controller.service."""
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, HTTPException, Path, Query
 
 from controller import service
 from controller.api.auth import require
-from controller.domain.release import Release
+from controller.api.errors import (CONFLICT, GATEWAY, INVALID, NOT_FOUND, UNAUTHORIZED, UNPARSABLE, as_json,
+                                   install_handlers)
+from controller.api.models import CreateRelease, FaultBody, FaultOut, Health, ModelName, ReleaseId, ReleaseOut
+from controller.domain.release import Release, UserAction
+from controller.domain.phase_table import owns_routes
+from controller.domain.routing import desired_traffic
 from controller.reconcile.context import Controller
-from controller.store.releases import Conflict, NotFound
+from controller.report.api import report_router
+from controller.scheduler.api import evaluations_router
 from controller.traffic.base import Fault
+from controller.traffic.embedded import GatewayAdminError
+from policies.schema import Policy
 
-
-class CreateRelease(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str = Field(min_length=1)
-    version: str = Field(min_length=1)
-    policy: str | dict | None = Field(None, description="built-in policy name, path, or an inline policy")
-
-
-class FaultBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    error_rate: float = Field(0.0, ge=0, le=1)
-    latency_ms: float = Field(0.0, ge=0)
-    truncate: bool = False
+ReleasePath = Annotated[ReleaseId, Path(description="release id, e.g. rel-…")]
 
 
 def release_json(r: Release) -> dict:
@@ -34,60 +30,75 @@ def release_json(r: Release) -> dict:
             "requested_action": r.requested_action, "reason": r.reason, "status": r.status}
 
 
+def with_weights(ctx: Controller, r: Release) -> dict:
+    """The release and the split its stored phase wants (the policy is frozen at creation)."""
+    want = desired_traffic(r, Policy.model_validate(ctx.store.policy_of(r.id))) if owns_routes(r) else None
+    weights = None if want is None else {"stable": 100.0 - want.candidate_weight, "candidate": want.candidate_weight,
+                                         "mirror_percent": want.mirror_percent if want.mirror else 0.0}
+    return {**release_json(r), "weights": weights}
+
+
 def create_app(ctx: Controller, tokens: dict[str, str], extra_routers: tuple = ()) -> FastAPI:
     app = FastAPI(title="relctl release API", version="0.1.0")
     app.state.tokens = tokens
     app.state.ctx = ctx
     for router in extra_routers:
         app.include_router(router)
-
-    @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound):
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(Conflict)
-    async def _conflict(_: Request, exc: Conflict):
-        return JSONResponse({"detail": str(exc)}, status_code=409)
-
-    @app.exception_handler(service.BadRequest)
-    async def _bad(_: Request, exc: service.BadRequest):
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+    # GET /api/v1/releases/{id}/report, /releases/{id}/page; their answers declared like the others'
+    app.include_router(report_router(ctx), responses=as_json({**UNAUTHORIZED, **NOT_FOUND, **INVALID}))
+    app.include_router(evaluations_router(ctx, require))   # scheduled evaluations of the live champion
+    install_handlers(app)
 
     @app.get("/healthz")
-    def healthz() -> dict:
-        return {"status": "ok"}
+    def healthz() -> Health:
+        return Health(status="ok")
 
-    @app.post("/api/v1/releases", status_code=201, dependencies=[require("operator")])
-    def create(body: CreateRelease) -> dict:
+    @app.post("/api/v1/releases", status_code=201, dependencies=[require("operator")],
+              responses={**UNAUTHORIZED, **CONFLICT, **INVALID, **UNPARSABLE})
+    def create(body: CreateRelease) -> ReleaseOut:
         return release_json(service.create_release(ctx, body.model, body.version, body.policy))
 
-    @app.get("/api/v1/releases", dependencies=[require("viewer")])
-    def list_releases(model: str | None = None, active: bool = False) -> list[dict]:
-        return [release_json(r) for r in ctx.store.list(model, active_only=active)]
+    @app.get("/api/v1/releases", dependencies=[require("viewer")], responses={**UNAUTHORIZED, **INVALID})
+    def list_releases(model: ModelName | None = None, active: bool = False) -> list[ReleaseOut]:
+        return [with_weights(ctx, r) for r in ctx.store.list(model, active_only=active)]
 
-    @app.get("/api/v1/releases/{release_id}", dependencies=[require("viewer")])
-    def get(release_id: str) -> dict:
-        return release_json(ctx.store.get(release_id))
+    @app.get("/api/v1/releases/{release_id}", dependencies=[require("viewer")],
+             responses={**UNAUTHORIZED, **NOT_FOUND, **INVALID})
+    def get(release_id: ReleasePath) -> ReleaseOut:
+        return with_weights(ctx, ctx.store.get(release_id))
 
-    @app.get("/api/v1/releases/{release_id}/events", dependencies=[require("viewer")])
-    def events(release_id: str) -> list[dict]:
+    @app.get("/api/v1/releases/{release_id}/events", dependencies=[require("viewer")],
+             responses={**UNAUTHORIZED, **NOT_FOUND, **INVALID})
+    def events(release_id: ReleasePath) -> list[dict[str, Any]]:
         return ctx.store.events(release_id)
 
-    @app.post("/api/v1/releases/{release_id}/{action}", dependencies=[require("operator")])
-    def act(release_id: str, action: str) -> dict:
-        return release_json(service.request_action(ctx, release_id, action))
+    for action in UserAction:     # one route each: documented, and no clash with /events
+        _action_route(app, ctx, action)
 
-    @app.get("/api/v1/audit", dependencies=[require("viewer")])
-    def audit(model: str | None = None, release_id: str | None = None, sha256: str | None = None,
-              limit: int = Query(100, ge=1, le=10000)) -> list[dict]:
+    @app.get("/api/v1/audit", dependencies=[require("viewer")], responses={**UNAUTHORIZED, **INVALID})
+    def audit(model: ModelName | None = None, release_id: ReleaseId | None = None,
+              sha256: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
+              limit: int = Query(100, ge=1, le=10000)) -> list[dict[str, Any]]:
         """Hashes of the requests and answers the gateway served (newest first)."""
         return ctx.audit.query(model=model, release_id=release_id, sha256=sha256, limit=limit)
 
-    @app.put("/api/v1/faults/{model}/{track}", dependencies=[require("admin")])
-    def set_fault(model: str, track: str, body: FaultBody) -> dict:
-        if track not in ("stable", "candidate"):
-            raise HTTPException(422, "track must be stable or candidate")
-        ctx.router.set_fault(model, track, Fault(**body.model_dump()))
-        return {"model": model, "track": track, **body.model_dump()}
+    @app.put("/api/v1/faults/{model}/{track}", dependencies=[require("admin")],
+             responses={**UNAUTHORIZED, **INVALID, **UNPARSABLE, **GATEWAY})
+    def set_fault(model: ModelName, track: Literal["stable", "candidate"], body: FaultBody) -> FaultOut:
+        try:
+            ctx.router.set_fault(model, track, Fault(**body.model_dump()))
+        except (GatewayAdminError, OSError) as exc:
+            # None: never reached (503); else the gateway answered with an error (502).
+            status = 503 if getattr(exc, "status", None) is None else 502
+            raise HTTPException(status, f"fault not set: {exc}") from None
+        return FaultOut(model=model, track=track, **body.model_dump())
 
     return app
+
+
+def _action_route(app: FastAPI, ctx: Controller, action: UserAction) -> None:
+    @app.post(f"/api/v1/releases/{{release_id}}/{action.value}", dependencies=[require("operator")],
+              responses={**UNAUTHORIZED, **NOT_FOUND, **CONFLICT, **INVALID},
+              operation_id=f"{action.value}_release", summary=f"{action.value.capitalize()} a release")
+    def act(release_id: ReleasePath) -> ReleaseOut:
+        return release_json(service.request_action(ctx, release_id, action.value))

@@ -13,9 +13,10 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.demo.load import LoadGenerator
+from controller.domain.phase_table import TERMINAL as ENDED
 from controller.demo.stack import MODEL, DemoStack, build_demo_models
 
-TERMINAL = {"succeeded", "rolled_back", "failed", "aborted"}
+TERMINAL = {p.value for p in ENDED}   # the phase table says which phases end a release
 FAULT = {"error_rate": 0.5, "latency_ms": 0, "truncate": False}
 
 
@@ -35,6 +36,8 @@ def run_demo(scenario: str, as_json: bool = False, workdir: str | None = None, t
         say("starting MLflow, Prometheus, the gateway and the controller")
         stack.start()
         summary = _run_release(stack, v1, v2, scenario, timeout_s)
+        summary["report"] = str(_write_report(stack, summary["release_id"], root))
+        summary["alerts"] = _alerts(stack, expect=summary["outcome"] != "succeeded")
         summary["wall_seconds"] = round(time.monotonic() - started, 1)
     finally:
         # A second Ctrl-C (or timeout's SIGTERM) must not interrupt the clean-up and orphan servers.
@@ -42,7 +45,9 @@ def run_demo(scenario: str, as_json: bool = False, workdir: str | None = None, t
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         say("stopping everything it started")
         stack.stop()
-    say(f"outcome {summary['outcome']} in {summary['wall_seconds']} s")
+    say(f"outcome {summary['outcome']} in {summary['wall_seconds']} s; report: {summary['report']}")
+    if summary["alerts"]:
+        say(f"alerts delivered by Alertmanager: {', '.join(summary['alerts'])}")
     if as_json:
         print(json.dumps(summary))
     expected = "succeeded" if scenario == "healthy" else "rolled_back"
@@ -71,6 +76,22 @@ def _run_release(stack: DemoStack, v1: Path, v2: Path, scenario: str, timeout_s:
     return summarize(stack, release)
 
 
+def _alerts(stack: DemoStack, expect: bool) -> list[str]:
+    """Names of the alerts Alertmanager delivered; a release that did not succeed should raise one."""
+    if expect:
+        try:
+            stack.alerts.wait_for(lambda body: body.get("status") == "firing", timeout=30)
+        except TimeoutError:
+            say("no alert delivered within 30 s")
+    return sorted({a["labels"].get("alertname", "?") for body in stack.alerts.received
+                   for a in body.get("alerts", [])})
+
+
+def _write_report(stack: DemoStack, release_id: str, root: Path) -> Path:
+    from controller.report.cli import fetch_report
+    return fetch_report(stack.api_url, stack.api_token, release_id, root / f"report-{release_id}.html").resolve()
+
+
 def wait_serving(stack: DemoStack, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
@@ -97,26 +118,24 @@ def wait_release(stack: DemoStack, version: str, timeout_s: float) -> str:
 
 
 def follow(stack: DemoStack, release_id: str, timeout_s: float) -> dict:
+    """Print a line whenever the release moves, each from one API answer (phase, weights, counts
+    and job progress read together; the weights are those the stored phase asks for)."""
+    from controller.cli_views import progress_line
+
     deadline, last = time.monotonic() + timeout_s, None
     while time.monotonic() < deadline:
         release = stack.api("GET", f"/api/v1/releases/{release_id}").json()
         scrape_backends(stack)
-        counts = track_counts(stack)
-        line = (f"phase {release['phase']:<12} step {release['step_index']} weights {route_weights(stack)} "
-                f"requests {counts['requests']} errors {counts['errors']}")
+        line = progress_line(release)
         if line != last:
-            say(line + (f" — {release['reason']}" if release["reason"] else ""))
+            started = datetime.fromisoformat(release["phase_started_at"])
+            elapsed = (datetime.now(started.tzinfo) - started).total_seconds()
+            say(f"{line} ({elapsed:.0f} s in phase)" + (f" — {release['reason']}" if release["reason"] else ""))
             last = line
         if release["phase"] in TERMINAL:
             return release
         time.sleep(2)
     raise TimeoutError(f"release {release_id} did not finish within {timeout_s:.0f} s")
-
-
-def route_weights(stack: DemoStack) -> dict:
-    resp = httpx.get(f"{stack.gateway_url}/admin/routes/{MODEL}", timeout=5,
-                     headers={"Authorization": f"Bearer {stack.gateway_token}"})
-    return resp.json().get("weights", {}) if resp.status_code == 200 else {}
 
 
 def scrape_backends(stack: DemoStack) -> None:

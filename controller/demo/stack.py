@@ -31,27 +31,33 @@ def build_demo_models(cache: Path = CACHE) -> tuple[Path, Path]:
 
 
 class DemoStack:
-    def __init__(self, workdir: Path, policy: str = "demo"):
+    def __init__(self, workdir: Path, policy: str = "demo", watch: dict[str, str] | None = None):
         self.workdir = Path(workdir)
-        self.policy = policy
+        self.watch = watch or {MODEL: policy}     # model -> policy name or file
         self.api_token = secrets.token_urlsafe(16)
         self.gateway_token = secrets.token_urlsafe(16)
         self.api_port, self.gateway_port = free_port(), free_port()
-        self.mlflow = self.prometheus = self.controller = self.gateway = None
+        self.mlflow = self.prometheus = self.controller = self.gateway = self.alerts = None
         self._exit = ExitStack()
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> "DemoStack":
-        from controller.analysis.prometheus_server import PrometheusServer
         from controller.registry.mlflow_server import MlflowServer
+        from controller.report.alerting import AlertingPrometheus, WebhookReceiver, start_alerting
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.mlflow = MlflowServer(self.workdir / "mlflow").start()
         self._exit.callback(self.mlflow.stop)
-        self.prometheus = PrometheusServer(self.workdir / "prometheus").start()
+        # relctl's alert rules evaluated by Prometheus, delivered by a real Alertmanager to a receiver here
+        self.alerts = WebhookReceiver().start()
+        self._exit.callback(self.alerts.stop)
+        alertmanager = start_alerting(self.workdir, self.alerts.url)
+        self._exit.callback(alertmanager.stop)
+        self.prometheus = AlertingPrometheus(self.workdir / "prometheus", alertmanager=alertmanager.url).start()
         self._exit.callback(self.prometheus.stop)
         self.start_gateway()
         self.prometheus.add_target(f"127.0.0.1:{self.gateway_port}", {"job": "relctl-gateway"})
+        self.prometheus.add_target(f"127.0.0.1:{self.api_port}", {"job": "relctl-controller"})
         self._exit.callback(self.stop_model_servers)
         self.start_controller()
         return self
@@ -68,7 +74,9 @@ class DemoStack:
         wait_http(f"{self.gateway_url}/healthz", 60, self.gateway, "gateway")
 
     def start_controller(self) -> None:
-        cmd = [sys.executable, "-m", "controller.cli", "serve", "--watch", f"{MODEL}:{self.policy}"]
+        cmd = [sys.executable, "-m", "controller.cli", "serve"]
+        for model, policy in self.watch.items():
+            cmd += ["--watch", f"{model}:{policy}"]
         self.controller = self._spawn(cmd, "controller.log")
         wait_http(f"{self.api_url}/healthz", 120, self.controller, "controller")
 

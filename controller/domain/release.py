@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, TypedDict
 
 from controller.analysis.types import Verdict
 from controller.domain.phases import Phase
@@ -14,6 +15,15 @@ class UserAction(StrEnum):
     ABORT = "abort"
     PAUSE = "pause"
     RESUME = "resume"
+
+
+class ReleaseStatus(TypedDict, total=False):
+    """What the controller learnt about a release, stored as JSON with it."""
+    build: dict[str, Any]        # quantized build: version, report (quality), quantization, run_id
+    deployment: dict[str, Any]   # what the candidate track serves: version, quantization, reason
+    analysis: dict[str, Any]     # the analyzer's state (plain JSON, passed in and out)
+    verdict: dict[str, Any]      # the last verdict: decision, reason, evidence, at
+    job: dict[str, Any]          # the running long work: kind, state, progress
 
 
 @dataclass(frozen=True)
@@ -27,20 +37,21 @@ class Release:
     step_index: int = 0
     paused_from: Phase | None = None
     requested_action: UserAction | None = None
-    status: dict = field(default_factory=dict)   # build, deployment, analysis state (JSON)
+    status: ReleaseStatus = field(default_factory=lambda: ReleaseStatus())
     reason: str = ""
     row_version: int = 1
+    settled: bool = True          # effects of a terminal phase applied (False until they are)
 
-    def evolve(self, **changes) -> "Release":
+    def evolve(self, **changes: Any) -> "Release":
         return replace(self, **changes)
 
 
 @dataclass(frozen=True)
 class BuildOutcome:
-    """Result of the quantization stage (ensure_quantized)."""
+    """Result of the quantization stage (observe_build)."""
     ok: bool
     version: str | None = None
-    report: dict = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
     error: str = ""
 
 
@@ -63,6 +74,9 @@ class Observations:
     gate: GateOutcome | None = None
     deployment: DeployOutcome | None = None
     verdict: Verdict | None = None
+    champion: str | None = None           # registry alias champion (promoting)
+    serving_version: str | None = None    # the version the candidate track serves
+    candidate_weight: float | None = None  # the router's real share for the candidate (rolling back)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
-"""What traffic split a release wants in each phase (pure)."""
+"""What traffic split a release wants in each phase (pure; the phase table names the kind)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.domain.phases import Phase
+from controller.domain.phase_table import Traffic, traffic_of
 from controller.domain.release import Release
 from policies.schema import Policy
 
@@ -18,12 +18,15 @@ class DesiredTraffic:
 STABLE_ONLY = DesiredTraffic(0.0, False)
 
 
-def desired_traffic(release: Release, policy: Policy) -> DesiredTraffic:
-    phase = release.paused_from if release.phase == Phase.PAUSED else release.phase
-    if phase == Phase.SHADOW:
+def desired_traffic(release: Release, policy: Policy) -> DesiredTraffic | None:
+    """None when the release does not route (the champion keeper does)."""
+    traffic = traffic_of(release)
+    if traffic == Traffic.MIRROR:
         return DesiredTraffic(0.0, True, policy.shadow.mirror_percent)
-    if phase == Phase.CANARY:
+    if traffic == Traffic.CANARY:
         return DesiredTraffic(policy.canary.steps[release.step_index], False)
-    if phase in (Phase.PROMOTING, Phase.SUCCEEDED):
+    if traffic in (Traffic.CANDIDATE, Traffic.NEW_CHAMPION):
         return DesiredTraffic(100.0, False)
-    return STABLE_ONLY
+    if traffic == Traffic.STABLE:
+        return STABLE_ONLY
+    return None

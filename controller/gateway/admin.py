@@ -11,8 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.gateway.keys import STATE
 from controller.gateway.proxy import json_error
-from controller.gateway.validators import ValidatorConfigError
-from controller.traffic.embedded import (TRACKS, RouteError, fault_from_json, fault_to_json,
+from policies.validators import ValidatorConfigError
+from controller.traffic.wire import (TRACKS, RouteError, fault_from_json, fault_to_json,
                                          route_from_json, route_to_json)
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def admin_only(handler):
 async def _json_body(request: web.Request):
     try:
         return json.loads(await request.read())
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise web.HTTPBadRequest(text=json.dumps({"error": {"message": f"body is not JSON: {exc}"}}),
                                  content_type="application/json") from None
 

@@ -16,10 +16,12 @@ import aiohttp
 from aiohttp import web
 
 from controller.gateway.audit import AuditRecord, now_utc, sha256_hex
+from controller.gateway.metrics import overload_class
 from controller.gateway.state import CompiledRoute, GatewayState, Target
+from controller.gateway.passthrough import end_to_end_headers
 from controller.gateway.upstream import (ClientGone, StreamStats, blank_output, output_text,
                                          relay_stream, usage_tokens)
-from controller.gateway.validators import first_failure
+from policies.validators import first_failure
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +127,7 @@ async def _buffered(ex: Exchange, up, truncate: bool):
     if up.status < 300:
         try:
             doc = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             doc = None
         if truncate and doc is not None:
             doc = blank_output(doc)
@@ -133,12 +135,16 @@ async def _buffered(ex: Exchange, up, truncate: bool):
         text = output_text(doc)
         prompt, completion = usage_tokens(doc)
     outcome = Outcome(ex.target.track, up.status, time.perf_counter() - ex.started, text=text,
-                      error_class=_classify(ex, up.status, text), prompt_tokens=prompt,
+                      # The pool's marked overload answers are their own class (metrics.overload_class).
+                      error_class=overload_class(up.status, up.headers) or _classify(ex, up.status, text),
+                      prompt_tokens=prompt,
                       completion_tokens=completion, response_sha256=sha256_hex(body))
     if ex.mode == "shadow":
         return None, outcome
-    resp = web.Response(status=up.status, body=body,
-                        headers={"Content-Type": up.headers.get("Content-Type", "application/json")})
+    # An error keeps the upstream's end-to-end headers (Retry-After); a success needs only its type.
+    headers = (end_to_end_headers(up.headers) if up.status >= 400
+               else {"Content-Type": up.headers.get("Content-Type", "application/json")})
+    resp = web.Response(status=up.status, body=body, headers=headers)
     return resp, outcome
 
 

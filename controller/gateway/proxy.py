@@ -8,6 +8,7 @@ import time
 from aiohttp import web
 
 from controller.gateway.audit import sha256_hex
+from controller.gateway.evaluation import handle_evaluation, is_evaluation
 from controller.gateway.keys import SESSION, SHADOW, STATE
 from controller.gateway.exchange import Exchange, error_body, execute, record, upstream_headers
 from controller.gateway.routing import request_point, session_key
@@ -31,6 +32,8 @@ def parse_request(path: str, raw: bytes) -> dict:
         body = json.loads(raw)
     except ValueError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     model = body.get("model")
@@ -61,7 +64,10 @@ async def handle_completion(request: web.Request) -> web.StreamResponse:
     if route is None:
         return json_error(404, f"model {body['model']!r} is not served by this gateway; "
                                f"known models: {sorted(state.routes)}", "model_not_found")
-    track = route.split.pick(request_point(session_key(request.headers.get(SESSION_HEADER), body)))
+    if is_evaluation(request.headers):      # relctl's own evaluations: not user traffic
+        return await handle_evaluation(request, route, body, raw, started)
+    key = session_key(request.headers.get(SESSION_HEADER), body)
+    track = route.split.pick(request_point(key))
     stream = bool(body.get("stream", False))
     ex = Exchange(state, route, route.targets[track], "live", request.path, raw, sha256_hex(raw), stream,
                   upstream_headers(request.headers), started)
@@ -70,6 +76,8 @@ async def handle_completion(request: web.Request) -> web.StreamResponse:
     try:
         resp, outcome = await execute(ex, request.app[SESSION], request)
         record(ex, outcome)
+        # Sessions per track for the judge's `analysis.unit: session` (metrics.SessionTracker).
+        ex.target.live.sessions.observe(key, outcome.error_class not in (None, "overload"))
     finally:
         if job is not None:
             job.set_live(outcome)       # None (cancelled) tells the worker there is no pair

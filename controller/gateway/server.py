@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from controller.gateway import admin, proxy
+from controller.gateway.http_logging import quiet_malformed_requests
 from controller.gateway.keys import SESSION, SHADOW, STATE
 from controller.gateway.shadow import ShadowMirror
 from controller.gateway.state import GatewayState
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def build_app(state: GatewayState) -> web.Application:
+    quiet_malformed_requests()
     app = web.Application(client_max_size=16 * 1024**2)
     app[STATE] = state
     app[SHADOW] = ShadowMirror(state)

@@ -13,7 +13,7 @@ import aiohttp
 from controller.gateway.audit import AuditSink, Redactor, default_redact
 from controller.gateway.metrics import GatewayMetrics, ShadowMetrics, TrackMetrics
 from controller.gateway.routing import Split
-from controller.gateway.validators import Validator, compile_validators
+from policies.validators import Validator, compile_validators
 from controller.traffic.base import Fault, RouteSpec
 
 log = logging.getLogger(__name__)

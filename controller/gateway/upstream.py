@@ -90,7 +90,7 @@ def _parse_event(line: bytes) -> Any:
         return None
     try:
         return json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

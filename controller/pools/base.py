@@ -25,6 +25,11 @@ class Pool(Protocol):
     def ensure(self, model: str, version: str, artifact_dir: Path) -> Served:
         """Start the server if it is not running (idempotent; adopts a server started before a restart)."""
 
+    def adopt(self, model: str, label: str, version: str) -> bool:
+        """Serve `version` from the live server started as `label` (same artifact, same settings), so the
+        build's evaluation server becomes the candidate's without a cold start. False when the pool
+        cannot (no such server, or `version` already has one): the caller then starts one as usual."""
+
     def status(self, model: str, version: str) -> Served | None: ...
 
     def stop(self, model: str, version: str) -> None: ...

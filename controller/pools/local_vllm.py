@@ -87,6 +87,15 @@ class LocalVllmPool:
             raise
         return proc.pid, url
 
+    def adopt(self, model: str, label: str, version: str) -> bool:
+        src, dst = self._key(model, label), self._key(model, version)
+        if not self._deployments.move(src, dst, version):
+            return False
+        if src in self._children:
+            self._children[dst] = self._children.pop(src)
+        log.info("pool.adopt", extra={"model": model, "from": label, "version": version})
+        return True
+
     def status(self, model: str, version: str) -> Served | None:
         key = self._key(model, version)
         row = self._deployments.get(key)
@@ -185,3 +194,8 @@ class LocalVllmPool:
 
     def _key(self, model: str, version: str) -> str:
         return f"{self.name}:{model}:{version}"
+
+
+def build(settings, sessions) -> LocalVllmPool:
+    """Backend factory (controller.backends): vLLM servers as processes on this machine."""
+    return LocalVllmPool(DeploymentStore(sessions), settings.workdir, device=settings.pool_device)

@@ -6,7 +6,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from controller.analysis.providers.base import MetricProvider
 from controller.pools.base import Pool
+from controller.reconcile.jobs import JobRunner
+from controller.registry.base import Registry
+from controller.store.audit import AuditStore
+from controller.store.registry_state import ChampionStore, VersionQueue
 from controller.store.releases import ReleaseStore
 from controller.traffic.base import TrafficRouter
 
@@ -18,15 +23,28 @@ def utc_now() -> datetime:
 @dataclass
 class Controller:
     store: ReleaseStore
-    registry: object                    # controller.registry.mlflow_registry.MlflowRegistry
+    registry: Registry
     pool: Pool
     router: TrafficRouter
-    metrics: object                     # controller.analysis.providers.base.MetricProvider
+    metrics: MetricProvider
     workdir: Path
-    audit: object | None = None         # controller.store.audit.AuditStore
+    jobs: JobRunner
+    champions: ChampionStore
+    queue: VersionQueue
+    audit: AuditStore | None = None
     clock: Callable[[], datetime] = field(default=utc_now)
 
-    def checkpoint_dir(self, model: str, version: str) -> Path:
-        """Local copy of a registry version, downloaded once."""
-        dest = self.workdir / "checkpoints" / model / version
-        return self.registry.download(model, version, dest)
+    def checkpoint_path(self, model: str, version: str) -> Path:
+        """Where a registry version's files are kept locally (see download_checkpoint)."""
+        return self.workdir / "checkpoints" / model / version
+
+    def download_checkpoint(self, model: str, version: str) -> Path:
+        """Local copy of a registry version, downloaded once and checked against its SHA-256 manifest
+        every time it is about to be loaded (long: call it from a job). IntegrityError names the file."""
+        from controller.registry.integrity import TAG_DIGEST, verify_download
+
+        path = self.registry.download(model, version, self.checkpoint_path(model, version))
+        tags = self.registry.get_version(model, version).tags
+        if TAG_DIGEST in tags:   # versions registered before manifests existed carry none
+            verify_download(path, tags)
+        return path

@@ -1,6 +1,11 @@
-"""Parent and build served side by side on the release's pool, only while they are measured."""
+"""Parent and build served side by side on the release's pool, only while they are measured.
+
+The build's server may be kept (`keep_build`) so that, once the build is registered, the
+pool adopts it as the candidate's server: one vLLM cold start less per release.
+"""
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,26 +25,37 @@ def evaluation_target(evaluate_on: str, pool_name: str, can_serve: tuple[bool, s
     return "pool" if evaluate_on == "pool" or (evaluate_on == "auto" and ok) else "cpu"
 
 
+def evaluation_labels(release_id: str) -> dict[str, str]:
+    """Stable labels, so a controller restarted mid-evaluation adopts the same servers."""
+    return {"parent": f"{release_id}-eval-parent", "build": f"{release_id}-eval-build"}
+
+
 @contextmanager
 def served_pair(pool: Pool, model: str, release_id: str, parent_dir: Path, build_dir: Path,
-                timeout_s: float) -> Iterator[ServedPair]:
-    """Start both servers (versions '<release>-eval-parent/-build'), wait until ready, stop them after.
-
-    The labels are stable, so a controller restarted mid-evaluation adopts the same servers."""
-    labels = {"parent": f"{release_id}-eval-parent", "build": f"{release_id}-eval-build"}
+                timeout_s: float, cancel: threading.Event | None = None,
+                keep_build: bool = False) -> Iterator[ServedPair]:
+    """Start both servers, wait until ready (or cancelled) and stop them after the measurement;
+    with `keep_build` the build's server stays up when all went well (to be adopted)."""
+    labels = evaluation_labels(release_id)
+    ok = False
     try:
         pool.ensure(model, labels["parent"], parent_dir)
         pool.ensure(model, labels["build"], build_dir)
-        urls = {side: wait_ready(pool, model, label, timeout_s) for side, label in labels.items()}
+        urls = {side: wait_ready(pool, model, label, timeout_s, cancel) for side, label in labels.items()}
         yield ServedPair(urls["parent"], urls["build"], model, where=f"pool {pool.name}")
+        ok = True
     finally:
-        for label in labels.values():
-            pool.stop(model, label)
+        pool.stop(model, labels["parent"])
+        if not (ok and keep_build):
+            pool.stop(model, labels["build"])
 
 
-def wait_ready(pool: Pool, model: str, version: str, timeout_s: float) -> str:
+def wait_ready(pool: Pool, model: str, version: str, timeout_s: float,
+               cancel: threading.Event | None = None) -> str:
     deadline = time.monotonic() + timeout_s
     while True:
+        if cancel is not None and cancel.is_set():
+            raise QuantizeError(f"evaluation server {version}: cancelled", cause="cancelled")
         served = pool.status(model, version)
         if served is None or served.state == "failed":
             detail = served.detail if served else "not started"

@@ -1,20 +1,27 @@
-"""One reconcile tick for one release: observe, decide (pure), apply effects, write once.
+"""One reconcile tick for one release: observe, decide (pure), save, then act.
 
-Effects are applied before the new state is written and every effect is idempotent, so
-a crash anywhere just repeats the tick: no duplicate deployment, no lost event.
+The decision (phase, step, events) is committed first under the optimistic lock; the
+effects of the stored phase are then applied level-triggered (effects.py), on this tick
+and every later one until the world matches. A tick never waits for long work: builds,
+evaluations and downloads are jobs it starts once and observes. A decision that lost its
+race against a user action is dropped without any effect.
 """
 from __future__ import annotations
 
 import logging
 
 from controller.analysis.analyzer import Analyzer
+from controller.observability import DECISION_TO_EFFECT
 from controller.domain.decide import decide
-from controller.domain.phases import TERMINAL, Phase
+from controller.domain.phase_table import TERMINAL
+from controller.domain.phases import Phase
 from controller.domain.release import Decision, Observations, Release
 from controller.reconcile.context import Controller
 from controller.reconcile.deploy_stage import candidate_version, ensure_deployed
-from controller.reconcile.quantize_stage import check_gate, ensure_quantized
-from controller.reconcile.traffic_stage import ensure_routed, route_stable_only
+from controller.reconcile.effects import apply_effects
+from controller.reconcile.plan_stage import ensure_plan
+from controller.reconcile.quantize_stage import build_progress, check_gate, observe_build
+from controller.reconcile.traffic_stage import candidate_weight
 from controller.registry import conventions as rc
 from controller.store.releases import Conflict
 from policies.schema import Policy
@@ -24,10 +31,9 @@ log = logging.getLogger(__name__)
 
 def reconcile(ctx: Controller, release_id: str) -> Release:
     r = ctx.store.get(release_id)
-    if r.phase in TERMINAL:
-        return r
     policy = Policy.model_validate(ctx.store.policy_of(release_id))
-    ensure_routed(ctx, r, policy)
+    if r.phase in TERMINAL:
+        return _settle(ctx, r, policy)
     obs, status, events = _observe(ctx, r, policy)
     d = decide(r, obs, policy)
     new = _next(r, d, status, obs)
@@ -36,28 +42,43 @@ def reconcile(ctx: Controller, release_id: str) -> Release:
     if (new.phase, new.step_index) != (r.phase, r.step_index):
         events.append(dict(kind="transition", from_phase=r.phase.value, to_phase=new.phase.value,
                            reason=d.reason, data=_transition_data(new, obs)))
-        _apply_entry_effects(ctx, new, policy)
-    if new == r and not events:
+    if new != r or events:
+        try:
+            r = ctx.store.save(r, new, events, obs.now)
+        except Conflict:
+            log.info("reconcile.conflict", extra={"release": r.id})  # a user action landed: act on nothing
+            return ctx.store.get(release_id)
+    apply_effects(ctx, r, policy)
+    if events and events[-1].get("kind") == "transition":
+        DECISION_TO_EFFECT.observe((ctx.clock() - obs.now).total_seconds())
+    return _settle(ctx, r, policy) if r.phase in TERMINAL else r
+
+
+def _settle(ctx: Controller, r: Release, policy: Policy) -> Release:
+    """A terminal phase's effects are applied until they hold once; then the release is left alone."""
+    if r.settled:
         return r
-    try:
-        return ctx.store.save(r, new, events, obs.now)
-    except Conflict:
-        log.info("reconcile.conflict", extra={"release": r.id})  # a user action landed; next tick
-        return ctx.store.get(release_id)
+    apply_effects(ctx, r, policy)
+    ctx.store.mark_settled(r.id)
+    return r.evolve(settled=True)
 
 
 def _observe(ctx: Controller, r: Release, policy: Policy) -> tuple[Observations, dict, list[dict]]:
     now = ctx.clock()
     status, events = dict(r.status), []
     if r.phase == Phase.QUANTIZING:
-        build = ensure_quantized(ctx, r, policy)
-        if build.ok:
+        build = observe_build(ctx, r, policy)
+        if build is not None and build.ok:
             status["build"] = {"version": build.version, "report": build.report}
+        status["job"] = build_progress(ctx, r)
         return Observations(now, build=build), status, events
+    status.pop("job", None)
     if r.phase == Phase.EVALUATING:
-        build = ensure_quantized(ctx, r, policy)
-        return Observations(now, gate=check_gate(r, build, policy)), status, events
+        build = observe_build(ctx, r, policy)
+        gate = check_gate(r, build, policy) if build is not None else None
+        return Observations(now, gate=gate), status, events
     if r.phase == Phase.DEPLOYING:
+        ensure_plan(ctx, r, policy)
         outcome, choice = ensure_deployed(ctx, r)
         if "deployment" not in status:
             status["deployment"] = choice
@@ -70,6 +91,11 @@ def _observe(ctx: Controller, r: Release, policy: Policy) -> tuple[Observations,
         status["verdict"] = {"decision": verdict.decision.value, "reason": verdict.reason,
                              "evidence": verdict.evidence, "at": now.isoformat()}
         return Observations(now, verdict=verdict), status, events
+    if r.phase == Phase.PROMOTING:
+        return Observations(now, champion=ctx.registry.get_alias(r.model, rc.ALIAS_CHAMPION),
+                            serving_version=candidate_version(r)), status, events
+    if r.phase == Phase.ROLLING_BACK:
+        return Observations(now, candidate_weight=candidate_weight(ctx, r)), status, events
     return Observations(now), status, events
 
 
@@ -91,34 +117,3 @@ def _transition_data(new: Release, obs: Observations) -> dict:
     if obs.verdict is not None:
         data["verdict"] = {"decision": obs.verdict.decision.value, "evidence": obs.verdict.evidence}
     return data
-
-
-def _apply_entry_effects(ctx: Controller, r: Release, policy: Policy) -> None:
-    """What entering a phase does in the world. Safe to repeat."""
-    ensure_routed(ctx, r, policy)       # weights move at once: a rollback sends 0 % to the candidate
-    cand = candidate_version(r)
-    if r.phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.FAILED, Phase.ABORTED):
-        if r.stable_version:
-            route_stable_only(ctx, r.model, r.stable_version, r.id)
-        if cand != r.stable_version:
-            ctx.pool.stop(r.model, cand)
-        _registry_safe(ctx.registry.delete_alias, r.model, rc.ALIAS_CHALLENGER)
-    if r.phase == Phase.PROMOTING:
-        ctx.registry.set_alias(r.model, rc.ALIAS_CHAMPION, cand)
-        _registry_safe(ctx.registry.delete_alias, r.model, rc.ALIAS_CHALLENGER)
-    if r.phase == Phase.SUCCEEDED:
-        route_stable_only(ctx, r.model, cand, r.id)
-        if r.stable_version and r.stable_version != cand:
-            ctx.pool.stop(r.model, r.stable_version)
-    tags = rc.status_tags(r.phase.value, r.id)
-    if r.phase in TERMINAL:
-        tags[rc.TAG_OUTCOME] = r.phase.value
-    _registry_safe(ctx.registry.set_tags, r.model, r.candidate_version, tags)
-
-
-def _registry_safe(fn, *args) -> None:
-    """Status tags and alias clean-up are best effort: the store stays the source of truth."""
-    try:
-        fn(*args)
-    except Exception as exc:
-        log.warning("registry.write_failed", extra={"call": fn.__name__, "error": str(exc)})

@@ -1,9 +1,12 @@
 """The quantization stage: build the AWQ checkpoint, measure it, register it with its lineage.
 
-Idempotent: a build already registered for this release (tag relctl.release_id) is reused,
-so a crash between registering and saving the release never registers a second build.
-Nothing is registered unless quantization and the quality report both succeeded; a failed
-attempt is still logged as a failed MLflow run with its log.
+The whole build runs as one observed job (controller/reconcile/jobs.py): a tick starts it
+once and reads its state; it never waits. Progress (quantization per layer, evaluation
+servers starting, scoring) is written into the job as it goes. Idempotent: a build already
+registered for this release (tag relctl.release_id) is reused, so a crash between
+registering and saving the release never registers a second build. A cancelled job stops
+the quantize subprocess and the evaluation servers and registers nothing; a failed attempt
+is still logged as a failed MLflow run with its log.
 """
 from __future__ import annotations
 
@@ -12,72 +15,130 @@ import os
 import shutil
 from contextlib import contextmanager
 from dataclasses import fields
+from typing import Any
 
 from controller.domain.release import BuildOutcome, GateOutcome, Release
 from controller.reconcile.context import Controller
-from controller.reconcile.evaluation_servers import evaluation_target, served_pair
+from controller.reconcile.evaluation_servers import evaluation_labels, evaluation_target, served_pair
+from controller.reconcile.jobs import Cancelled, JobContext
 from controller.registry import conventions as rc
 from policies.schema import Policy
 
 log = logging.getLogger(__name__)
 TAG_QUANTIZATION_RUN = "relctl.quantization_run_id"
+BUILD_JOB = "build"
 
 
-def ensure_quantized(ctx: Controller, r: Release, policy: Policy) -> BuildOutcome:
+def observe_build(ctx: Controller, r: Release, policy: Policy) -> BuildOutcome | None:
+    """The build's outcome, or None while its job runs (started here if it is not running)."""
     if r.status.get("build", {}).get("version"):
         b = r.status["build"]
         return BuildOutcome(True, b["version"], b.get("report", {}))
+    job = ctx.jobs.ensure(r.id, BUILD_JOB, lambda jc: _build_job(ctx, r, policy, jc))
+    if job.state == "succeeded":
+        return BuildOutcome(True, job.result["version"], job.result["report"])
+    if job.state == "failed":
+        return BuildOutcome(False, error=job.error)
+    return None
+
+
+def build_progress(ctx: Controller, r: Release) -> dict[str, Any]:
+    job = ctx.jobs.get(r.id, BUILD_JOB)
+    return {"kind": BUILD_JOB, "state": job.state, "attempt": job.attempt, **job.progress} if job else {}
+
+
+def _build_job(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[str, Any]:
     existing = [v for v in ctx.registry.find_versions_by_tag(r.model, rc.TAG_RELEASE_ID, r.id)
                 if v.tags.get(rc.TAG_QUANTIZATION)]
-    if existing:
+    if existing:  # registered before a crash: reuse, never register twice
         v = existing[0]
-        return BuildOutcome(True, v.version, {"quality": rc.quality_from_tags(v.tags),
-                                              "quantization": v.tags[rc.TAG_QUANTIZATION]})
+        return {"version": v.version, "report": {"quality": rc.quality_from_tags(v.tags),
+                                                 "quantization": v.tags[rc.TAG_QUANTIZATION]}}
     try:
         with _cores_away_from_servers(ctx):
-            return _build(ctx, r, policy)
-    except Exception as exc:  # any stage error fails the release with its cause, never the loop
-        log.exception("quantize.failed", extra={"release": r.id})
+            return _build(ctx, r, policy, jc)
+    except Cancelled:
+        raise
+    except Exception as exc:
+        if jc.cancel.is_set():
+            raise Cancelled(str(exc)) from None
         _log_failed_run(ctx, r, exc)
-        return BuildOutcome(False, error=str(exc) or type(exc).__name__)
+        raise
 
 
-def _build(ctx: Controller, r: Release, policy: Policy) -> BuildOutcome:
+def _build(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[str, Any]:
     from quantize.base import spec_from_policy
     from quantize.job import run_quantize_job
     from quantize.mlflow_log import log_quantization_run
 
     q = policy.quantize
-    parent = ctx.checkpoint_dir(r.model, r.candidate_version)
+    jc.progress(step="downloading", detail=f"version {r.candidate_version}")
+    parent = ctx.download_checkpoint(r.model, r.candidate_version)
     out = ctx.workdir / "builds" / r.id
     shutil.rmtree(out, ignore_errors=True)
     spec = spec_from_policy(q)
-    job = run_quantize_job(parent, out, spec, backend=q.backend,
-                           timeout_s=q.timeout_seconds, max_memory_gb=q.max_memory_gb, tracking_uri=ctx.registry.uri)
-    report = _measure(ctx, r, policy, parent, out, job)
+    jc.progress(step="quantizing", detail=f"{q.backend} {spec.label()}")
+    job = run_quantize_job(parent, out, spec, backend=q.backend, timeout_s=q.timeout_seconds,
+                           max_memory_gb=q.max_memory_gb, tracking_uri=ctx.registry.uri, cancel=jc.cancel,
+                           on_progress=lambda ev: jc.progress(step="quantizing", quantize=ev))
+    jc.check()
+    report, kept, speed = _measure(ctx, r, policy, parent, out, job, jc)
+    jc.check()  # nothing is registered for a cancelled release
+    jc.progress(step="registering")
     run_id = log_quantization_run(ctx.registry.uri, report, job, out,
                                   tags={rc.TAG_RELEASE_ID: r.id, rc.TAG_PARENT_VERSION: r.candidate_version})
+    if speed is not None:
+        _log_speed(ctx.registry.uri, run_id, speed)
     tags = {**rc.lineage_tags(r.candidate_version, spec.label(), report.metrics()),
-            rc.TAG_RELEASE_ID: r.id, TAG_QUANTIZATION_RUN: run_id}
+            rc.TAG_QUALITY_SUITE: str(policy.quality.suite), rc.TAG_RELEASE_ID: r.id, TAG_QUANTIZATION_RUN: run_id}
     version = ctx.registry.register_checkpoint(
         r.model, out, tags=tags, description=f"AWQ build of version {r.candidate_version} ({r.id})")
     log.info("quantize.registered", extra={"release": r.id, "version": version, "run_id": run_id})
-    return BuildOutcome(True, version, {"quality": report.to_dict(), "quantization": spec.label(), "run_id": run_id})
+    if kept and not ctx.pool.adopt(r.model, evaluation_labels(r.id)["build"], version):
+        ctx.pool.stop(r.model, evaluation_labels(r.id)["build"])
+    speed_doc = {"passed": speed.passed, "action": speed.action, "reason": speed.reason} if speed else None
+    return {"version": version, "report": {"quality": report.to_dict(), "quantization": spec.label(),
+                                           "run_id": run_id, "speed": speed_doc}}
 
 
-def _measure(ctx: Controller, r: Release, policy: Policy, parent, build, job):
-    """The quality report, on the pool's vLLM when the policy and pool allow, else on CPU."""
+def _measure(ctx: Controller, r: Release, policy: Policy, parent, build, job, jc: JobContext):
+    """The quality report, on the pool's vLLM when the policy and pool allow, else on CPU; on the
+    pool also the speed gate (build against parent, same prompts, the policy's concurrency levels).
+
+    Returns (report, whether the build's evaluation server was kept for adoption, speed verdict or None)."""
     from quantize.dequant import quant_config
     from quantize.report import quality_report
+    from quantize.speed import default_prompts, speed_gate
 
     method = quant_config(build).get("quant_method")
     target = evaluation_target(policy.quality.evaluate_on, ctx.pool.name, ctx.pool.can_serve(method))
     cost = {"quantization_seconds": job.seconds, "peak_memory_mb": job.peak_memory_mb}
     log.info("quantize.evaluate", extra={"release": r.id, "on": target, "quant_method": method})
+    suite = policy.quality.suite
     if target == "cpu":
-        return quality_report(parent, build, **cost)
-    with served_pair(ctx.pool, r.model, r.id, parent, build, policy.deploy_timeout_seconds) as pair:
-        return quality_report(parent, build, served=pair, **cost)
+        jc.progress(step="evaluating", detail=f"{suite} on CPU (dequantized weights)")
+        return quality_report(parent, build, eval_set=suite, **cost), False, None
+    jc.progress(step="evaluating", detail=f"starting parent and build servers on pool {ctx.pool.name}")
+    with served_pair(ctx.pool, r.model, r.id, parent, build, policy.deploy_timeout_seconds,
+                     cancel=jc.cancel, keep_build=True) as pair:
+        jc.progress(step="evaluating", detail=f"scoring {suite} on pool {ctx.pool.name}")
+        report = quality_report(parent, build, eval_set=suite, served=pair, **cost)
+        jc.check()
+        jc.progress(step="measuring speed", detail=f"concurrency {policy.quality.speed_concurrency}")
+        speed = speed_gate(pair.parent_url, pair.build_url, pair.model, default_prompts(), policy.quality)
+        return report, True, speed
+
+
+def _log_speed(uri: str, run_id: str, speed) -> None:
+    """The speed table and figures on the build's MLflow run."""
+    from mlflow.tracking import MlflowClient
+    try:
+        client = MlflowClient(uri)
+        client.log_text(run_id, speed.comparison.table(), "speed_gate.md")
+        for key, value in speed.comparison.metrics().items():
+            client.log_metric(run_id, key, value)
+    except Exception as exc:  # the figures are kept in the release either way
+        log.warning("quantize.speed_not_logged", extra={"run_id": run_id, "error": str(exc)})
 
 
 def _log_failed_run(ctx: Controller, r: Release, exc: Exception) -> None:
@@ -121,4 +182,8 @@ def check_gate(r: Release, build: BuildOutcome, policy: Policy) -> GateOutcome:
         report = QualityReport(**{k: v for k, v in quality.items() if k in known})
     except TypeError as exc:
         return GateOutcome(False, f"quality report of build {build.version} is incomplete: {exc}")
-    return GateOutcome(*gate(report, policy.quality))
+    ok, reason = gate(report, policy.quality)
+    speed = build.report.get("speed") or {}
+    if ok and speed.get("action") == "fail":
+        return GateOutcome(False, f"speed gate: {speed['reason']}")
+    return GateOutcome(ok, reason)

@@ -1,15 +1,13 @@
 """Keep the router's split equal to what the release's phase wants (re-applied every tick)."""
 from __future__ import annotations
 
-from controller.domain.phases import Phase
+from controller.domain.phase_table import Traffic, traffic_of
 from controller.domain.release import Release
 from controller.domain.routing import desired_traffic
 from controller.reconcile.context import Controller
-from controller.reconcile.deploy_stage import candidate_version
+from controller.reconcile.deploy_stage import candidate_version, ensure_serving
 from controller.traffic.base import Backend, RouteSpec
 from policies.schema import Policy
-
-ROUTED_PHASES = {Phase.SHADOW, Phase.CANARY, Phase.PAUSED, Phase.PROMOTING, Phase.ROLLING_BACK}
 
 
 def route_stable_only(ctx: Controller, model: str, version: str, release_id: str = "") -> bool:
@@ -27,16 +25,42 @@ def apply_if_changed(ctx: Controller, spec: RouteSpec) -> None:
         ctx.router.apply(spec)
 
 
+def candidate_weight(ctx: Controller, r: Release) -> float:
+    """The candidate's real share in the router now (0 when it has no backend)."""
+    route = ctx.router.current(r.model)
+    if route is None or not any(b.track == "candidate" for b in route.backends):
+        return 0.0
+    return float(route.weights.get("candidate", 0.0)) + (100.0 if route.mirror_to == "candidate" else 0.0)
+
+
+def _route_stable(ctx: Controller, r: Release) -> None:
+    """All traffic to the stable version (started again if its server is gone); with no stable
+    version at all, the candidate's route is removed."""
+    if r.stable_version is None:
+        if candidate_weight(ctx, r) > 0:
+            ctx.router.remove(r.model)
+        return
+    if not route_stable_only(ctx, r.model, r.stable_version, r.id):
+        ensure_serving(ctx, r.model, r.stable_version, r.id)
+
+
 def ensure_routed(ctx: Controller, r: Release, policy: Policy) -> None:
-    if r.phase not in ROUTED_PHASES or (r.phase == Phase.PAUSED and r.paused_from not in ROUTED_PHASES):
+    """Program the split the release's phase wants, with the backends that are ready."""
+    if traffic_of(r) == Traffic.NEW_CHAMPION:
+        route_stable_only(ctx, r.model, candidate_version(r), r.id)
         return
     want = desired_traffic(r, policy)
+    if want is None:
+        return
+    if want.candidate_weight == 0.0 and not want.mirror:
+        _route_stable(ctx, r)
+        return
     cand_v = candidate_version(r)
     stable = ctx.pool.status(r.model, r.stable_version) if r.stable_version else None
     cand = ctx.pool.status(r.model, cand_v)
     backends = []
     if stable is not None and stable.state == "ready":
-        backends.append(Backend("stable", stable.url, r.stable_version))
+        backends.append(Backend("stable", stable.url, r.stable_version or ""))
     if cand is not None and cand.state == "ready":
         backends.append(Backend("candidate", cand.url, cand_v))
     tracks = {b.track for b in backends}

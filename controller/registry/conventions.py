@@ -23,6 +23,7 @@ TAG_PHASE = "relctl.phase"
 TAG_RELEASE_ID = "relctl.release_id"
 TAG_OUTCOME = "relctl.outcome"
 TAG_PARENT_VERSION = "relctl.parent_version"
+TAG_QUALITY_SUITE = "relctl.quality.suite"       # the evaluation suite the quality figures were scored on
 TAG_QUANTIZATION = "relctl.quantization"
 QUALITY_TAG_PREFIX = "relctl.quality."
 
@@ -53,10 +54,10 @@ def lineage_tags(parent_version: str, quantization: str,
 
 
 def quality_from_tags(tags: Mapping[str, str]) -> dict[str, float]:
-    """Reads back the quality figures written by lineage_tags."""
+    """Reads back the quality figures written by lineage_tags (the suite's name is not a figure)."""
     out = {}
     for key, value in tags.items():
-        if key.startswith(QUALITY_TAG_PREFIX):
+        if key.startswith(QUALITY_TAG_PREFIX) and key != TAG_QUALITY_SUITE:
             out[key[len(QUALITY_TAG_PREFIX):]] = float(value)
     return out
 

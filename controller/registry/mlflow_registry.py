@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from controller.registry import checkpoint_files
+from controller.registry import checkpoint_files, integrity
 from controller.registry.client_errors import (
     configure_fast_fail, is_already_exists, is_not_found, translated)
 from controller.registry.conventions import EXPERIMENT_NAME
@@ -40,19 +42,21 @@ class MlflowRegistry:
         """Uploads a checkpoint folder as a flavor-less LoggedModel and registers it.
 
         Tags are set in the same call that creates the version, so pollers and
-        webhooks never see the version without them (lineage tags included).
+        webhooks never see the version without them (lineage tags included), and so
+        are the SHA-256 manifest's digest and signature (see integrity.py).
         """
         _check_name(name)
         folder = checkpoint_files.check_checkpoint_dir(checkpoint_dir)
         clean_tags = _check_tags(tags or {})
         with translated(self.uri, f"registering {folder} as '{name}'"):
-            model_id = self._upload(name, folder)
+            model_id, manifest_tags = self._upload(name, folder)
+            clean_tags |= manifest_tags
             self._ensure_registered_model(name)
             mv = self._client.create_model_version(
                 name, source=f"models:/{model_id}", tags=clean_tags,
                 description=description or None, model_id=model_id)
-        log.info("registered checkpoint", extra={"model": name, "version": mv.version,
-                                                 "model_id": model_id})
+        log.info("registered checkpoint", extra={"model": name, "version": mv.version, "model_id": model_id,
+                                                 "manifest_sha256": manifest_tags[integrity.TAG_DIGEST]})
         return str(mv.version)
 
     def model_exists(self, name: str) -> bool:
@@ -87,19 +91,48 @@ class MlflowRegistry:
         """Local folder with the checkpoint files (config.json at its top).
 
         Cached: a completed download under dest_dir is reused without a server call.
+        A version registered with a manifest is verified before it enters the cache:
+        a changed, missing or extra file raises IntegrityError naming it.
         """
         version = _check_version(version)
         _check_name(name)
         target = checkpoint_files.cache_path(Path(dest_dir), name, version)
         if checkpoint_files.is_complete(target):
             return target
-        self.get_version(name, version)  # clear error for an unknown model/version
-        with translated(self.uri, f"downloading '{name}' version {version}"):
-            uri = self._client.get_model_version_download_uri(name, version)
-            checkpoint_files.download_into(self.uri, uri, target)
+        info = self.get_version(name, version)  # clear error for an unknown model/version
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-verify-", dir=target.parent))
+        try:
+            checked = self._download_checked(info, staging / target.name)
+            checkpoint_files._publish(staging / target.name, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         log.info("downloaded checkpoint", extra={"model": name, "version": version,
-                                                 "path": str(target)})
+                                                 "path": str(target), "integrity": checked})
         return target
+
+    def verify(self, name: str, version: str) -> dict:
+        """`relctl verify`: download afresh (never the cache) and check against the manifest."""
+        info = self.get_version(name, _check_version(version))
+        if integrity.TAG_DIGEST not in info.tags:
+            raise integrity.IntegrityError(f"'{name}' version {info.version} has no {integrity.TAG_DIGEST} "
+                                           "tag: it was registered without a manifest")
+        with tempfile.TemporaryDirectory(prefix="relctl-verify-") as tmp:
+            checked = self._download_checked(info, Path(tmp) / "checkpoint")
+        return {"model": name, "version": info.version, "ok": True, **checked}
+
+    def _download_checked(self, info: VersionInfo, folder: Path) -> dict | str:
+        with translated(self.uri, f"downloading '{info.name}' version {info.version}"):
+            uri = self._client.get_model_version_download_uri(info.name, info.version)
+            checkpoint_files.download_into(self.uri, uri, folder)
+        if integrity.TAG_DIGEST not in info.tags:
+            return "no manifest (registered before relctl wrote manifests)"
+        try:
+            return integrity.verify_download(folder, info.tags)
+        except integrity.IntegrityError as err:
+            where = str(err).replace(str(folder), "the download")
+            raise integrity.IntegrityError(f"'{info.name}' version {info.version}: {where}", changed=err.changed,
+                                           missing=err.missing, extra=err.extra) from None
 
     def poll(self, name: str, seen: set[str]) -> list[RegistryEvent]:
         """New versions not in `seen`, alias `candidate`, tag `relctl.action`.
@@ -186,16 +219,20 @@ class MlflowRegistry:
         infos = [_info(mv, aliases) for mv in found if mv.status in (None, "READY")]
         return sorted(infos, key=lambda i: int(i.version))
 
-    def _upload(self, name: str, folder: Path) -> str:
+    def _upload(self, name: str, folder: Path) -> tuple[str, dict[str, str]]:
+        """The folder, then its manifest (after, so it replaces any stale copy in the folder)."""
         experiment_id = self._experiment_id()
         model = self._client.create_logged_model(experiment_id, name=_logged_model_name(name))
         try:
-            self._client.log_model_artifacts(model.model_id, str(folder))
+            with tempfile.TemporaryDirectory(prefix="relctl-manifest-") as tmp:
+                tags = integrity.write_manifest(folder, Path(tmp))
+                self._client.log_model_artifacts(model.model_id, str(folder))
+                self._client.log_model_artifacts(model.model_id, tmp)
         except Exception:
             self._client.finalize_logged_model(model.model_id, "FAILED")
             raise
         self._client.finalize_logged_model(model.model_id, "READY")
-        return model.model_id
+        return model.model_id, tags
 
     def _experiment_id(self) -> str:
         experiment = self._client.get_experiment_by_name(EXPERIMENT_NAME)
@@ -263,3 +300,8 @@ def _check_tags(tags: dict[str, str]) -> dict[str, str]:
 def _logged_model_name(name: str) -> str:
     # LoggedModel names allow fewer characters than registered-model names.
     return re.sub(r"[^A-Za-z0-9_.-]", "-", name)[:200] or "checkpoint"
+
+
+def build(settings, sessions) -> MlflowRegistry:
+    """Backend factory (controller.backends): the MLflow model registry."""
+    return MlflowRegistry(settings.mlflow_uri)

@@ -1,4 +1,8 @@
-"""Read side of the audit trail the gateway appends to (request/response SHA-256 per answer)."""
+"""Read side of the audit trail the gateway appends to (request/response SHA-256 per answer).
+
+Each row also names its hash chain (gateway `stream`, `seq`, `record_sha256`); `dropped` > 0
+marks a gap record: that many requests before it could not be recorded. See
+controller/store/verify.py for checking the chains."""
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -23,4 +27,5 @@ class AuditStore:
         with self._sessions() as s:
             return [dict(at=r.at.isoformat(), model=r.model, release_id=r.release_id, version=r.version,
                          track=r.track, mode=r.mode, status=r.status, request_sha256=r.request_sha256,
-                         response_sha256=r.response_sha256) for r in s.scalars(q)]
+                         response_sha256=r.response_sha256, stream=r.stream, seq=r.seq,
+                         record_sha256=r.record_sha256, dropped=r.dropped) for r in s.scalars(q)]

@@ -23,6 +23,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # WAL lets the gateway append audit records while the controller writes releases.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")   # WAL stays consistent; a power cut may lose the last commits
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -33,4 +34,4 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")  # feature migrations may branch off one revision: apply every head

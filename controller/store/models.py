@@ -6,12 +6,17 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+                        text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# One active release per model, enforced by a partial unique index (SQLite and PostgreSQL).
+ACTIVE_SQL = "phase NOT IN ('succeeded', 'rolled_back', 'failed', 'aborted')"
 
 
 class Base(DeclarativeBase):
@@ -36,6 +41,10 @@ class ReleaseRow(Base):
     row_version: Mapped[int] = mapped_column(Integer, default=1)  # optimistic lock
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    settled: Mapped[bool] = mapped_column(Boolean, default=True)  # effects of a terminal phase applied
+
+    __table_args__ = (Index("uq_one_active_release_per_model", "model", unique=True,
+                            sqlite_where=text(ACTIVE_SQL), postgresql_where=text(ACTIVE_SQL)),)
 
 
 class EventRow(Base):
@@ -50,6 +59,10 @@ class EventRow(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     dedup_key: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    # Hash chain per release (migration 0003a), filled in by controller/store/chain.py.
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    prev_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    record_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (UniqueConstraint("release_id", "dedup_key", name="uq_event_dedup"),)
 
@@ -84,6 +97,12 @@ class AuditRow(Base):
     status: Mapped[int] = mapped_column(Integer)
     request_sha256: Mapped[str] = mapped_column(String(64), index=True)
     response_sha256: Mapped[str] = mapped_column(String(64))
+    # Hash chain per gateway stream (migration 0003a), filled in by controller/gateway/audit.py.
+    stream: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    prev_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    record_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    dropped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # requests lost before it
 
 
 class RegistryCursorRow(Base):
@@ -93,3 +112,43 @@ class RegistryCursorRow(Base):
     model: Mapped[str] = mapped_column(String(200), primary_key=True)
     version: Mapped[str] = mapped_column(String(40), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class JobRow(Base):
+    """Long work (quantization, evaluation) started once and observed by later ticks."""
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)        # <release>:<kind>
+    release_id: Mapped[str] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(20))                         # running, succeeded, failed, cancelled
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    owner: Mapped[str] = mapped_column(String(120))
+    progress: Mapped[dict] = mapped_column(JSON, default=dict)
+    result: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class QueuedVersionRow(Base):
+    """A registry version that arrived while its model had an active release: released afterwards."""
+    __tablename__ = "queued_versions"
+
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[str] = mapped_column(String(40), primary_key=True)
+    policy: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(20), default="queued")       # queued, started, superseded
+    release_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ChampionRow(Base):
+    """The champion relctl last set per model, so a human move of the alias is noticed."""
+    __tablename__ = "champions"
+
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[str] = mapped_column(String(40))
+    history: Mapped[list] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -4,11 +4,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from controller.domain.phases import TERMINAL, Phase
+from controller.domain.phase_table import TERMINAL
+from controller.domain.phases import Phase
 from controller.domain.release import Release, UserAction
 from controller.store.models import EventRow, ReleaseRow
 
@@ -32,7 +33,8 @@ def to_release(row: ReleaseRow) -> Release:
         phase_started_at=_utc(row.phase_started_at), step_index=row.step_index,
         paused_from=Phase(row.paused_from) if row.paused_from else None,
         requested_action=UserAction(row.requested_action) if row.requested_action else None,
-        status=dict(row.status or {}), reason=row.reason, row_version=row.row_version,
+        status=dict(row.status or {}), reason=row.reason, row_version=row.row_version,  # type: ignore[arg-type]
+        settled=bool(row.settled),
     )
 
 
@@ -46,6 +48,7 @@ def _row(s: Session, release_id: str) -> ReleaseRow:
 class ReleaseStore:
     def __init__(self, sessions: sessionmaker[Session]):
         self._sessions = sessions
+        self._policies: dict[str, dict] = {}
 
     def create(self, model: str, candidate: str, stable: str | None, policy: dict, now: datetime,
                reason: str = "") -> Release:
@@ -57,9 +60,12 @@ class ReleaseStore:
             row = ReleaseRow(id=f"rel-{uuid.uuid4().hex[:12]}", model=model, candidate_version=candidate,
                              stable_version=stable, policy=policy, phase=Phase.PENDING.value, step_index=0,
                              phase_started_at=now, status={}, reason=reason, row_version=1,
-                             created_at=now, updated_at=now)
+                             created_at=now, updated_at=now, settled=True)
             s.add(row)
-            s.flush()
+            try:
+                s.flush()
+            except IntegrityError:  # the unique partial index: another writer created one just now
+                raise Conflict(f"model {model!r} already has an active release") from None
             s.add(EventRow(release_id=row.id, at=now, kind="created", to_phase=Phase.PENDING.value,
                            reason=reason or f"release of {model} version {candidate}",
                            data={"candidate": candidate, "stable": stable}, dedup_key="created"))
@@ -70,8 +76,27 @@ class ReleaseStore:
             return to_release(_row(s, release_id))
 
     def policy_of(self, release_id: str) -> dict:
+        """The policy frozen at creation (it never changes, so it is read once per process; read-only)."""
+        if release_id not in self._policies:
+            with self._sessions() as s:
+                self._policies[release_id] = dict(_row(s, release_id).policy)
+        return self._policies[release_id]
+
+    def to_reconcile(self) -> list[str]:
+        """Ids of releases a tick must look at: active ones, and ended ones whose effects are not yet applied."""
+        q = select(ReleaseRow.id).where(ReleaseRow.phase.not_in([p.value for p in TERMINAL])
+                                        | (ReleaseRow.settled.is_(False)))
         with self._sessions() as s:
-            return dict(_row(s, release_id).policy)
+            return list(s.scalars(q))
+
+    def count_by_phase(self) -> dict[str, int]:
+        with self._sessions() as s:
+            rows = s.execute(select(ReleaseRow.phase, func.count()).group_by(ReleaseRow.phase))
+            return {phase: n for phase, n in rows}
+
+    def mark_settled(self, release_id: str) -> None:
+        with self._sessions.begin() as s:
+            s.execute(update(ReleaseRow).where(ReleaseRow.id == release_id).values(settled=True))
 
     def list(self, model: str | None = None, active_only: bool = False) -> list[Release]:
         q = select(ReleaseRow).order_by(ReleaseRow.created_at.desc())
@@ -88,7 +113,7 @@ class ReleaseStore:
                       paused_from=new.paused_from.value if new.paused_from else None,
                       requested_action=new.requested_action.value if new.requested_action else None,
                       status=new.status, reason=new.reason, stable_version=new.stable_version,
-                      row_version=old.row_version + 1, updated_at=now)
+                      row_version=old.row_version + 1, updated_at=now, settled=new.phase not in TERMINAL)
         with self._sessions.begin() as s:
             done = s.execute(update(ReleaseRow).where(ReleaseRow.id == old.id,
                                                       ReleaseRow.row_version == old.row_version).values(**values))
@@ -96,7 +121,7 @@ class ReleaseStore:
                 raise Conflict(f"release {old.id} changed while it was being reconciled")
             for ev in events:
                 s.add(EventRow(release_id=old.id, at=now, **ev))
-        return new.evolve(row_version=old.row_version + 1)
+        return new.evolve(row_version=old.row_version + 1, settled=new.phase not in TERMINAL)
 
     def request_action(self, release_id: str, action: UserAction, now: datetime) -> Release:
         for _ in range(5):  # retry: the reconcile loop may write between our read and write

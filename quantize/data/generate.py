@@ -4,12 +4,17 @@ Nothing can be downloaded, so the corpus is generated from templates: facts the 
 learn (capitals, opposites, weekdays, animal sounds, colours), short stories for varied
 English, and Q&A pairs in the same "Q: ...\\nA: ..." form the chat template uses.
 The held-out text reuses the templates with a different seed so perplexity measures
-generalisation, not memorised lines. Run: python -m quantize.data.generate
+generalisation, not memorised lines. eval_large.jsonl (the suite builtin:large) asks
+thousands of cloze questions on new stories drawn with yet another seed — who the story is
+about, who was given something, a capital, the next day — plus the facts in statement and
+Q&A form, so the paired quality gate has enough items to decide a 1.2-point limit.
+Run: python -m quantize.data.generate
 """
 from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -50,6 +55,7 @@ ITEMS = ["apples", "books", "pencils", "eggs", "flowers", "cups", "shirts", "sta
          "oranges", "tickets", "loaves of bread"]
 VERBS = ["bought", "found", "sold", "counted", "carried", "painted", "borrowed", "packed"]
 FEELINGS = ["happy", "tired", "calm", "curious", "proud", "hungry", "surprised", "sleepy"]
+LARGE_STORIES = 2000
 WEATHER = ["sunny", "rainy", "windy", "cloudy", "cold", "warm", "foggy", "snowy"]
 
 
@@ -117,6 +123,53 @@ def eval_items() -> list[dict[str, str]]:
     return items
 
 
+def _word(answer: str) -> str:
+    """A regex accepting the answer as the output's first word(s), whatever follows."""
+    return r"^\s*" + re.escape(answer) + r"\b"
+
+
+def _story_clozes(rng: random.Random) -> list[dict]:
+    """One new story in the corpus's template, cut before each word the context determines."""
+    name, other = rng.sample(NAMES, 2)
+    n, day = rng.randint(2, 10), rng.choice(DAYS)
+    text = f"On {day} {name} went to {rng.choice(PLACES)}. It was {rng.choice(WEATHER)} and"
+    items = [{"prompt": text, "regex": _word(name)}]
+    text += (f" {name} felt {rng.choice(FEELINGS)}. {name} {rng.choice(VERBS)} {NUMBERS[n]} "
+             f"{rng.choice(ITEMS)} and gave {NUMBERS[n // 2]} to {other}.")
+    items.append({"prompt": text, "regex": _word(other)})
+    text += f" {other} said thank you and walked home before {rng.choice(['noon', 'dinner', 'dark', 'sunset'])}."
+    if rng.random() < 0.5:
+        country = rng.choice(list(CAPITALS))
+        items.append({"prompt": f"{text} Later {name} read that the capital of {country} is",
+                      "regex": _word(CAPITALS[country])})
+    if rng.random() < 0.4:
+        items.append({"prompt": f"{text} The next day was", "regex": _word(DAYS[(DAYS.index(day) + 1) % 7])})
+    return items
+
+
+def _fact_clozes() -> list[dict]:
+    items = [{"prompt": f"The capital of {c} is", "regex": _word(a)} for c, a in CAPITALS.items()]
+    items += [{"prompt": f"{a} is the capital of", "regex": _word(c)} for c, a in CAPITALS.items()]
+    items += [{"prompt": f"The opposite of {w} is", "regex": _word(o)} for w, o in OPPOSITES.items()]
+    items += [{"prompt": f"A {w} says", "regex": _word(s)} for w, s in SOUNDS.items()]
+    items += [{"prompt": f"The colour of {t} is", "regex": _word(c)} for t, c in COLOURS.items()]
+    for seq, label in ((DAYS, "day"), (MONTHS, "month")):
+        items += [{"prompt": f"The {label} after {cur} is", "regex": _word(seq[(i + 1) % len(seq)])}
+                  for i, cur in enumerate(seq)]
+    return items
+
+
+def large_eval_items(seed: int = 4, n_stories: int = LARGE_STORIES) -> list[dict]:
+    rng = random.Random(seed)
+    items = eval_items() + _fact_clozes()
+    for _ in range(n_stories):
+        items += _story_clozes(rng)
+    for i, item in enumerate(items):
+        item.setdefault("max_tokens", 6)
+        item["id"] = f"L{i}"
+    return items
+
+
 def main() -> None:
     (HERE / "corpus.txt").write_text("\n\n".join(build(seed=1, n_stories=1400, fact_repeats=6)) + "\n")
     (HERE / "heldout.txt").write_text("\n\n".join(build(seed=2, n_stories=150, fact_repeats=0)) + "\n")
@@ -124,6 +177,9 @@ def main() -> None:
     (HERE / "calibration.txt").write_text("\n\n".join(calib) + "\n")
     with open(HERE / "eval.jsonl", "w") as fh:
         for item in eval_items():
+            fh.write(json.dumps(item) + "\n")
+    with open(HERE / "eval_large.jsonl", "w") as fh:
+        for item in large_eval_items():
             fh.write(json.dumps(item) + "\n")
 
 

@@ -80,7 +80,8 @@ def test_sigkill_during_canary_resumes_from_store(stack):
     cand = next(d for d in before if d["version"] == served)
     assert next(d for d in after if d["version"] == served)["pid"] == cand["pid"], "candidate restarted"
     starts = pool_starts(stack)
-    assert len(starts) == len(set(starts)) and served in starts, f"a server was started twice: {starts}"
+    assert len(starts) == len(set(starts)), f"a server was started twice: {starts}"
+    assert served in starts + pool_starts(stack, "pool.adopt"), "the candidate was never started nor adopted"
     events = stack.api("GET", f"/api/v1/releases/{rel['id']}/events").json()
     chain = [e for e in events if e["kind"] == "transition"]
     for prev, nxt in zip(chain, chain[1:]):
@@ -113,8 +114,8 @@ def test_quantize_command_on_a_registered_version(stack, tmp_path):
     run_id = client.create_run(client.create_experiment("calibration-e2e")).info.run_id
     client.log_artifact(run_id, str(default_calibration_path()), artifact_path="calib")
     calibration = f"runs:/{run_id}/calib/calibration.txt"
-    r = subprocess.run([sys.executable, "-m", "controller.cli", "quantize", MODEL, "1", "--mlflow-uri", stack.mlflow.url,
-                        "--workdir", str(tmp_path), "--calibration", calibration],
+    r = subprocess.run([sys.executable, "-m", "controller.cli", "quantize", MODEL, "1",
+                        "--mlflow-uri", stack.mlflow.url, "--workdir", str(tmp_path), "--calibration", calibration],
                        capture_output=True, text=True, timeout=900)
     result = json.loads(r.stdout)                       # stdout is exactly the JSON report
     assert result["spec"]["calibration"] == calibration
@@ -137,10 +138,10 @@ def deployments(stack) -> list[dict]:
         return [dict(r._mapping) for r in c.execute(text("SELECT version, pid, state FROM deployments"))]
 
 
-def pool_starts(stack) -> list[str]:
-    """The version of each server the pool started (evaluation servers included)."""
+def pool_starts(stack, what: str = "pool.start") -> list[str]:
+    """The version of each server the pool started (evaluation servers included), or adopted."""
     lines = (stack.workdir / "controller.log").read_text().splitlines()
-    return [json.loads(line)["version"] for line in lines if '"pool.start"' in line]
+    return [json.loads(line)["version"] for line in lines if f'"{what}"' in line]
 
 
 def terminal(stack, rid):

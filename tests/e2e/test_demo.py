@@ -37,6 +37,25 @@ def test_healthy_release_is_promoted(tmp_path):
     assert abs(s["quality"]["perplexity_increase_pct"]) < 5 and 0.2 < s["quality"]["weight_size_ratio"] < 0.3
 
 
+    assert_report_opens_in_chromium(s)
+
+
+def assert_report_opens_in_chromium(s: dict) -> None:
+    """The finished release's report: one file, its charts drawn, read in a real headless Chromium."""
+    from pathlib import Path
+
+    from tests.support.browser import start_chromium
+    browser = start_chromium()
+    try:
+        browser.get(Path(s["report"]).as_uri())
+        assert browser.find_element("id", "phase").text == s["outcome"]
+        widths = browser.execute_script(
+            "return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+        assert widths and all(w > 500 for w in widths), widths
+    finally:
+        browser.quit()
+
+
 def test_faulty_release_is_rolled_back_by_the_controller(tmp_path):
     s = run_demo("faulty", tmp_path)
     assert s["outcome"] == "rolled_back", s
@@ -44,3 +63,5 @@ def test_faulty_release_is_rolled_back_by_the_controller(tmp_path):
     assert s["phases"][:5] == FULL_PATH[:5] and s["phases"][-2:] == ["rolling_back", "rolled_back"]
     assert "promoting" not in s["phases"]
     assert s["detection_seconds"] is not None and s["detection_seconds"] < 120
+    assert "RelctlReleaseRolledBack" in s["alerts"], s["alerts"]      # Prometheus -> Alertmanager -> receiver
+    assert_report_opens_in_chromium(s)

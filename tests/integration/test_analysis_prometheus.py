@@ -100,8 +100,8 @@ def stack(tmp_path_factory):
     prom = PrometheusServer(tmp_path_factory.mktemp("prometheus")).start()
     upstream = Upstream().start()
     port = free_port()
-    gateway = subprocess.Popen([sys.executable, "-m", "controller.gateway", "--port", str(port), "--log-level", "WARNING"],
-                               env={**os.environ, "RELCTL_GATEWAY_TOKEN": TOKEN})
+    gateway = subprocess.Popen([sys.executable, "-m", "controller.gateway", "--port", str(port),
+                                "--log-level", "WARNING"], env={**os.environ, "RELCTL_GATEWAY_TOKEN": TOKEN})
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", 30, what="metrics stub")
         prom.add_target(f"127.0.0.1:{port}", name="gateway")

@@ -90,4 +90,5 @@ def test_run_is_logged_to_mlflow(report: QualityReport, awq_job, tmp_path: Path,
     assert run.data.tags["relctl.quality.quant_method"] == "awq"
     assert math.isclose(run.data.metrics["perplexity_increase_pct"], report.perplexity_increase_pct, rel_tol=1e-6)
     files = {f.path for f in MlflowClient(uri).list_artifacts(run_id, "quantization")}
-    assert files == {"quantization/quantize.log", "quantization/quality_report.json", "quantization/quantize_result.json"}
+    assert files == {"quantization/quantize.log", "quantization/quality_report.json",
+                     "quantization/quantize_result.json"}

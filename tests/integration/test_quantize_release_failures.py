@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from sqlalchemy.orm import sessionmaker
 
 from controller.domain.phases import Phase
 from controller.reconcile.context import Controller
@@ -16,9 +15,8 @@ from controller.reconcile.loop import reconcile
 from controller.registry import conventions as rc
 from controller.registry.mlflow_registry import MlflowRegistry
 from controller.service import create_release
-from controller.store.db import make_engine, migrate
-from controller.store.releases import ReleaseStore
 from quantize.mlflow_log import EXPERIMENT
+from tests.conftest import make_controller
 from tests.support.mlflow_server import mlflow_server  # noqa: F401
 from tests.support.tiny_models import write_untrained_checkpoint
 
@@ -52,11 +50,8 @@ CASES = {
 
 @pytest.fixture
 def ctx(mlflow_server, tmp_path: Path) -> Controller:  # noqa: F811
-    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    migrate(engine)
-    return Controller(store=ReleaseStore(sessionmaker(engine, expire_on_commit=False)),
-                      registry=MlflowRegistry(mlflow_server.url), pool=IdlePool(), router=None, metrics=None,
-                      workdir=tmp_path / "work")
+    (tmp_path / "work").mkdir()
+    return make_controller(tmp_path / "work", registry=MlflowRegistry(mlflow_server.url), pool=IdlePool())
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -73,14 +68,16 @@ def test_bad_candidate_fails_the_release_and_registers_nothing(ctx: Controller, 
     policy = {"name": f"fail-{case}", "quantize": quantize_fields}
     release = create_release(ctx, model, version, policy)
 
-    for _ in range(4):
+    for _ in range(60):          # the build is a job: each tick starts or observes it, never waits
         release = reconcile(ctx, release.id)
         if release.phase == Phase.FAILED:
             break
+        ctx.jobs.join(5)
     assert release.phase == Phase.FAILED, release.reason
     assert release.reason.startswith("quantization failed") and message in release.reason
     assert [v.version for v in ctx.registry.list_versions(model)] == ["1", "2"]   # no build registered
-    assert ctx.pool.stopped == [(model, version)]
+    assert (model, version) in ctx.pool.stopped                                   # and the evaluation servers
+    assert {v for _, v in ctx.pool.stopped} <= {version, f"{release.id}-eval-parent", f"{release.id}-eval-build"}
     assert ctx.registry.get_version(model, version).tags[rc.TAG_OUTCOME] == "failed"
 
     client = MlflowClient(ctx.registry.uri)

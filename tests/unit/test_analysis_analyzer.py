@@ -66,7 +66,8 @@ def test_settle_then_baseline_then_counts_since_baseline(setup):
     provider.add(stable=(1900, 19), candidate=(100, 10))
     v, st = an.judge("m", "r1", "canary", at(22), st)
     assert v.evidence["counts"]["candidate"] == {"requests": 100, "errors": 10, "errors_by_class": {},
-                                                 "latency_over": {}}
+                                                 "latency_over": {}, "overload": 0, "sessions": 0,
+                                                 "sessions_failed": 0}
     assert v.evidence["elapsed_seconds"] == 20
     json.dumps(st)
 
@@ -125,7 +126,8 @@ def test_counter_reset_restarts_the_window_and_keeps_evidence(setup):
     provider.stable, provider.candidate = TrackCounts(5, 0), TrackCounts(1, 0)   # gateway restarted
     v, st = an.judge("m", "r1", "canary", at(7), st)
     assert v.decision == Decision.INCONCLUSIVE and "reset" in v.reason
-    assert st["closed"][-1]["candidate"] == {"requests": 10, "errors": 1, "errors_by_class": {}, "latency_over": {}}
+    assert st["closed"][-1]["candidate"] == {"requests": 10, "errors": 1, "errors_by_class": {}, "latency_over": {},
+                                             "overload": 0, "sessions": 0, "sessions_failed": 0}
     provider.add(stable=(95, 1), candidate=(5, 0))
     v, st = an.judge("m", "r1", "canary", at(9), st)
     assert v.evidence["counts"]["candidate"]["requests"] == 5 and v.evidence["windows"] == 2

@@ -155,5 +155,18 @@ def test_shadow_accepts_a_clean_candidate():
 
 
 def test_shadow_guard():
-    v = evaluate([shadow_window(20, 10, 0, elapsed=2)], CFG, phase="shadow")
+    v = evaluate([shadow_window(30, 15, 0, elapsed=2)], CFG, phase="shadow")
     assert v.decision == Decision.ROLLBACK and v.reason.startswith("hard guard")
+
+
+def test_guards_need_a_valid_comparison_not_a_rate():
+    # 30 % candidate errors, 25 % stable errors at a 5 % share: over the rate, but the
+    # candidate's share of errors (6 of 101) is its traffic share -- no guard.
+    v = evaluate([canary(380, 95, 20, 6, elapsed=4)], CFG, phase="canary")
+    assert not v.reason.startswith("hard guard")
+    assert evaluate([shadow_window(40, 10, 8, elapsed=2)], CFG, phase="shadow").decision != Decision.ROLLBACK
+
+
+def test_an_unhealthy_environment_silences_the_guard():
+    v = evaluate([canary(380, 4, 20, 6, elapsed=4)], CFG, phase="canary", healthy=False)
+    assert not v.reason.startswith("hard guard")

@@ -5,7 +5,8 @@ import pytest
 
 from controller.analysis.types import Decision as V, Verdict
 from controller.domain.decide import decide
-from controller.domain.phases import Phase, can_transition
+from controller.domain.phase_table import can_transition
+from controller.domain.phases import Phase
 from controller.domain.release import (BuildOutcome, DeployOutcome, GateOutcome, Observations, Release,
                                        UserAction)
 from controller.domain.routing import desired_traffic
@@ -49,8 +50,12 @@ def verdict(decision: V) -> Verdict:
     (rel(Phase.CANARY, 1), at(21, verdict=verdict(V.PROMOTE)), Phase.PROMOTING, 1),
     (rel(Phase.CANARY, 1), at(1, verdict=verdict(V.ROLLBACK)), Phase.ROLLING_BACK, 1),
     (rel(Phase.CANARY), at(1, verdict=verdict(V.PAUSE)), Phase.PAUSED, 0),
-    (rel(Phase.PROMOTING), at(1), Phase.SUCCEEDED, 0),
-    (rel(Phase.ROLLING_BACK), at(1), Phase.ROLLED_BACK, 0),
+    (rel(Phase.PROMOTING), at(1), Phase.PROMOTING, 0),                               # alias not read yet
+    (rel(Phase.PROMOTING), at(1, champion="1", serving_version="2"), Phase.PROMOTING, 0),
+    (rel(Phase.PROMOTING), at(1, champion="2", serving_version="2"), Phase.SUCCEEDED, 0),
+    (rel(Phase.ROLLING_BACK), at(1), Phase.ROLLING_BACK, 0),                         # router not read yet
+    (rel(Phase.ROLLING_BACK), at(1, candidate_weight=5.0), Phase.ROLLING_BACK, 0),
+    (rel(Phase.ROLLING_BACK), at(1, candidate_weight=0.0), Phase.ROLLED_BACK, 0),
     (rel(Phase.SUCCEEDED), at(1, verdict=verdict(V.ROLLBACK)), Phase.SUCCEEDED, 0),
 ])
 def test_transitions(release, obs, phase, step):

@@ -7,10 +7,10 @@ import pytest
 
 from controller.gateway.compare import Side, compare, normalize
 from controller.gateway.routing import Split, request_point, session_key, session_point
-from controller.gateway.validators import ValidatorConfigError, compile_validators, first_failure
+from policies.validators import ValidatorConfigError, compile_validators, first_failure
 from controller.traffic.base import Backend, Fault, RouteSpec
-from controller.traffic.embedded import (RouteError, fault_from_json, fault_to_json, route_from_json,
-                                         route_to_json)
+from controller.traffic.wire import (RouteError, fault_from_json, fault_to_json, route_from_json,
+                                     route_to_json)
 
 SPEC = RouteSpec(
     model="tiny", release_id="r1", mirror_to="candidate", mirror_percent=50.0,

@@ -97,3 +97,24 @@ def test_unreachable_server_is_an_evaluation_error() -> None:
 
     with pytest.raises(QuantizeError, match="unreachable"):
         _scorer(refuse).answers(["q?"], 4)
+
+
+def test_answers_are_batched_and_put_back_in_prompt_order() -> None:
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append(body["prompt"])
+        choices = [{"index": i, "text": f" {p}!"} for i, p in enumerate(body["prompt"])]
+        return httpx.Response(200, json={"choices": list(reversed(choices))})   # order comes from "index"
+
+    scorer = _scorer(handler)
+    scorer.batch = 2
+    assert scorer.answers(["a", "b", "c"], 4) == [" a!", " b!", " c!"]
+    assert sorted(seen) == [["a", "b"], ["c"]]
+
+
+def test_missing_choices_are_an_evaluation_error() -> None:
+    with pytest.raises(QuantizeError, match="answered 1 choices for 2 prompts"):
+        one = httpx.Response(200, json={"choices": [{"index": 0, "text": "x"}]})
+        _scorer(lambda request: one).answers(["a", "b"], 4)

@@ -72,7 +72,8 @@ def test_dims_not_divisible_by_group_size(tmp_path: Path) -> None:
 def test_empty_calibration_file(ckpt: Path, tmp_path: Path) -> None:
     calib = tmp_path / "calib.txt"
     calib.write_text("\n\n   \n")
-    expect("calibration", "calibration data is empty", ckpt, tmp_path / "out", spec=QuantizeSpec(calibration=str(calib)))
+    expect("calibration", "calibration data is empty", ckpt, tmp_path / "out",
+           spec=QuantizeSpec(calibration=str(calib)))
 
 
 def test_missing_calibration_file(ckpt: Path, tmp_path: Path) -> None:

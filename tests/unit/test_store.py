@@ -18,7 +18,8 @@ def store(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
     migrate(engine)
     migrate(engine)  # idempotent
-    assert {"releases", "events", "deployments", "audit_records", "registry_seen"} <= set(inspect(engine).get_table_names())
+    tables = set(inspect(engine).get_table_names())
+    assert {"releases", "events", "deployments", "audit_records", "registry_seen"} <= tables
     return ReleaseStore(sessionmaker(engine, expire_on_commit=False))
 
 

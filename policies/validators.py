@@ -63,9 +63,11 @@ def _json_schema(spec: dict, name: str) -> Check:
         fenced = _FENCE.match(text)      # models often wrap JSON in a markdown fence
         try:
             doc = json.loads(fenced.group(1) if fenced else text)
+            error = next(iter(checker.iter_errors(doc)), None)
         except ValueError:
             return f"{name}: output is not JSON"
-        error = next(iter(checker.iter_errors(doc)), None)
+        except RecursionError:        # a model's output must never crash the request
+            return f"{name}: output is nested too deeply"
         return None if error is None else f"{name}: {error.message}"
     return check
 

@@ -1,0 +1,1 @@
+"""Kubernetes backends' shared parts: settings, names, rendering, API access, pod health."""

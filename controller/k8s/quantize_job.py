@@ -1,0 +1,106 @@
+"""Quantization as a Kubernetes Job on a GPU node, with the local job's boundary.
+
+Inputs: the parent version and the policy's quantize and quality sections (as JSON in the
+Job's arguments). Progress: the Job's and its pod's state. Result: the pod's termination
+message, a small JSON document written by controller/k8s/quantize_entry.py (the build's
+new MLflow version, the gate). Cancel: delete the Job (foreground: its pod is stopped).
+The Job uploads the build to MLflow itself; the controller never holds the weights.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from controller.k8s import health, names, render
+from controller.k8s.api import KubeApi
+from controller.k8s.settings import KubernetesSettings
+
+TERMINATION_LOG = "/dev/termination-log"
+RELEASE_LABEL = "relctl.io/release"
+
+
+@dataclass(frozen=True)
+class QuantizeJobState:
+    state: str                   # "running" | "succeeded" | "failed"
+    detail: str
+    result: dict | None = None   # the entry's JSON once the pod has finished
+
+
+def job_name(release_id: str) -> str:
+    return ("relctl-quantize-" + re.sub(r"[^a-z0-9]+", "-", release_id.lower()).strip("-"))[:63].rstrip("-")
+
+
+def render_job(k: KubernetesSettings, release_id: str, model: str, version: str, policy, mlflow_uri: str) -> dict:
+    """The Job; `policy` is the release's Policy (its quantize and quality sections travel)."""
+    labels = {"app.kubernetes.io/name": "relctl-quantize", "app.kubernetes.io/managed-by": names.MANAGED_BY,
+              RELEASE_LABEL: re.sub(r"[^A-Za-z0-9_.-]", "-", release_id)[:63]}
+    gpu = render.pod_spec(k, model, version, mlflow_uri)           # the pool's GPU affinity and tolerations
+    pod = {"restartPolicy": "Never", "affinity": gpu["affinity"], "tolerations": gpu["tolerations"],
+           "containers": [_container(k, release_id, model, version, policy, mlflow_uri)],
+           "volumes": [{"name": "work", "emptyDir": {"sizeLimit": k.model_volume_size}}]}
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": job_name(release_id), "namespace": k.namespace, "labels": labels,
+                         "annotations": {names.MODEL_ANNOTATION: model, "relctl.io/version": str(version)}},
+            "spec": {"backoffLimit": 0,                          # a failed quantization is not retried blindly
+                     "activeDeadlineSeconds": int(policy.quantize.timeout_seconds) + 1800,   # + download/upload
+                     "ttlSecondsAfterFinished": 86400,
+                     "template": {"metadata": {"labels": labels}, "spec": pod}}}
+
+
+def _container(k: KubernetesSettings, release_id: str, model: str, version: str, policy, mlflow_uri: str) -> dict:
+    sections = {"quantize": policy.quantize.model_dump(mode="json"), "quality": policy.quality.model_dump(mode="json")}
+    return {
+        "name": "quantize", "image": k.relctl_image,
+        "command": ["python", "-m", "controller.k8s.quantize_entry"],
+        "args": ["--model", model, "--version", str(version), "--release", release_id,
+                 "--policy-json", json.dumps(sections, sort_keys=True), "--workdir", "/work"],
+        "env": [{"name": "MLFLOW_TRACKING_URI", "value": mlflow_uri},
+                {"name": "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "value": "3"}],
+        "resources": {"requests": {"cpu": k.cpu, "memory": k.memory, k.gpu_resource: "1"},
+                      "limits": {k.gpu_resource: "1", "memory": k.memory}},
+        "terminationMessagePath": TERMINATION_LOG, "terminationMessagePolicy": "File",
+        "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+    }
+
+
+class KubernetesQuantizeJobs:
+    def __init__(self, api: KubeApi, k: KubernetesSettings, mlflow_uri: str):
+        self._api, self._k, self._mlflow = api, k, k.mlflow_uri or mlflow_uri
+
+    def start(self, release_id: str, model: str, version: str, policy) -> None:
+        """Idempotent: applying the same Job again changes nothing."""
+        if self._api.get("batch/v1", "Job", self._k.namespace, job_name(release_id)) is None:
+            self._api.apply(render_job(self._k, release_id, model, version, policy, self._mlflow))
+
+    def observe(self, release_id: str) -> QuantizeJobState | None:
+        job = self._api.get("batch/v1", "Job", self._k.namespace, job_name(release_id))
+        if job is None:
+            return None
+        pods = self._api.list("v1", "Pod", self._k.namespace, labels=f"job-name={job_name(release_id)}")
+        status = job.get("status") or {}
+        result = next(filter(None, map(_termination_result, pods)), None)
+        if status.get("succeeded"):
+            return QuantizeJobState("succeeded", "job succeeded", result)
+        failed = next((c for c in status.get("conditions") or [] if c.get("type") == "Failed"
+                       and c.get("status") == "True"), None)
+        if failed or status.get("failed"):
+            why = (result or {}).get("error") or (failed or {}).get("message") or "pod failed"
+            reason = (failed or {}).get("reason", "")
+            return QuantizeJobState("failed", f"{reason}: {why}" if reason else why, result)
+        waiting = next((w for w in map(health.why_waiting, pods) if w), None)
+        return QuantizeJobState("running", waiting[1] if waiting else f"{status.get('active', 0)} pod(s) active")
+
+    def cancel(self, release_id: str) -> bool:
+        return self._api.delete("batch/v1", "Job", self._k.namespace, job_name(release_id))
+
+
+def _termination_result(pod: dict) -> dict | None:
+    for c in (pod.get("status") or {}).get("containerStatuses") or []:
+        message = (((c.get("state") or {}).get("terminated")) or {}).get("message")
+        if message:
+            try:
+                return json.loads(message)
+            except ValueError:
+                return {"error": message.strip()[-500:]}
+    return None

@@ -1,0 +1,36 @@
+"""The registry interface: where model versions, aliases and tags live (MLflow by default)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from controller.registry.types import RegistryEvent, VersionInfo
+
+
+class Registry(Protocol):
+    uri: str
+
+    def register_checkpoint(self, name: str, checkpoint_dir: Path, *,
+                            tags: dict[str, str] | None = None, description: str = "") -> str: ...
+
+    def get_version(self, name: str, version: str) -> VersionInfo: ...
+
+    def list_versions(self, name: str) -> list[VersionInfo]: ...
+
+    def find_versions_by_tag(self, name: str, key: str, value: str) -> list[VersionInfo]: ...
+
+    def download(self, name: str, version: str, dest_dir: Path) -> Path:
+        """Local folder with the checkpoint files; a completed download is reused."""
+        ...
+
+    def poll(self, name: str, seen: set[str]) -> list[RegistryEvent]: ...
+
+    def get_alias(self, name: str, alias: str) -> str | None: ...
+
+    def set_alias(self, name: str, alias: str, version: str) -> None: ...
+
+    def delete_alias(self, name: str, alias: str) -> None: ...
+
+    def set_tags(self, name: str, version: str, tags: dict[str, str]) -> None: ...
+
+    def delete_tag(self, name: str, version: str, key: str) -> None: ...

@@ -1,0 +1,1 @@
+"""Scheduled evaluations of what is live: the schedule, the lock, the runs, the API and the CLI."""

@@ -1,0 +1,86 @@
+"""Every rendered object is valid: core kinds with kubernetes-validate --strict for Kubernetes
+1.34, custom resources against the CRD schemas under tests/data/crds/ (see the README there)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from controller.k8s import render, routes
+from policies.kubernetes import KubernetesPolicy
+from controller.k8s.settings import KubernetesSettings
+from controller.traffic.base import Backend, RouteSpec
+
+KUBERNETES_VERSION = "1.34.0"
+CRDS = Path(__file__).parents[1] / "data" / "crds"
+SCHEMAS = {"HTTPRoute": "httproute.v1.schema.yaml", "InferencePool": "inferencepool.v1.schema.yaml",
+           "ScaledObject": "scaledobject.v1alpha1.schema.yaml"}
+SPEC = RouteSpec("Org_Model-AWQ", (Backend("stable", "http://s", "5"), Backend("candidate", "http://c", "7")),
+                 {"stable": 95.0, "candidate": 5.0}, mirror_to="candidate", mirror_percent=50)
+
+
+def crd_validate(obj: dict) -> None:
+    schema = yaml.safe_load((CRDS / SCHEMAS[obj["kind"]]).read_text())
+    jsonschema.Draft202012Validator(schema).validate(obj)
+
+
+def every_object(k: KubernetesSettings) -> list[dict]:
+    objs = render.version_objects(k, "Org_Model-AWQ", "7", KubernetesPolicy(), "http://mlflow:5000")
+    return objs + [routes.http_route(k, SPEC)]
+
+
+SETTINGS = [KubernetesSettings(autoscaler=a, backend_kind=b, mirror_mode=m)
+            for a in ("hpa", "keda") for b in ("service", "inference-pool")
+            for m in ("relctl-gateway", "request-mirror", "off")]
+
+
+@pytest.mark.parametrize("k", SETTINGS, ids=lambda k: f"{k.autoscaler}-{k.backend_kind}-{k.mirror_mode}")
+def test_every_rendered_object_validates(k):
+    kinds = []
+    for obj in every_object(k):
+        kinds.append(obj["kind"])
+        if obj["kind"] in SCHEMAS:
+            crd_validate(obj)
+        else:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    assert kinds[:3] == ["Deployment", "Service", "PodDisruptionBudget"] and kinds[-1] == "HTTPRoute"
+    assert ("ScaledObject" if k.autoscaler == "keda" else "HorizontalPodAutoscaler") in kinds
+    assert ("InferencePool" in kinds) == (k.backend_kind == "inference-pool")
+
+
+def test_strict_core_validation_rejects_a_misspelt_field():
+    d = render.deployment(KubernetesSettings(), "m", "1", "http://mlflow")
+    d["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError, match="readinessProbes"):
+        kubernetes_validate.validate(d, KUBERNETES_VERSION, strict=True)
+
+
+def _broken(obj: dict, edit) -> dict:
+    obj = copy.deepcopy(obj)
+    edit(obj)
+    return obj
+
+
+K = KubernetesSettings(mirror_mode="request-mirror")
+ROUTE = routes.http_route(K, SPEC)
+POOL = render.inference_pool(K, "m", "1")
+BROKEN = {
+    "weight over the maximum": _broken(ROUTE, lambda o: o["spec"]["rules"][0]["backendRefs"][0].update(weight=10**7)),
+    "Service ref without port": _broken(ROUTE, lambda o: o["spec"]["rules"][0]["backendRefs"][0].pop("port")),
+    "misspelt backendRef field": _broken(ROUTE, lambda o: o["spec"]["rules"][0]["backendRefs"][0].update(wieght=1)),
+    "mirror percent over 100": _broken(ROUTE, lambda o: o["spec"]["rules"][0]["filters"][0]["requestMirror"]
+                                       .update(percent=150)),
+    "duplicate pool ports": _broken(POOL, lambda o: o["spec"]["targetPorts"].append({"number": 8000})),
+    "picker without port": _broken(POOL, lambda o: o["spec"]["endpointPickerRef"].pop("port")),
+    "pool without selector": _broken(POOL, lambda o: o["spec"].pop("selector")),
+}
+
+
+@pytest.mark.parametrize("why", BROKEN)
+def test_crd_schemas_reject_broken_objects(why):
+    with pytest.raises(jsonschema.ValidationError):
+        crd_validate(BROKEN[why])

@@ -1,0 +1,213 @@
+"""The reconcile loop on fakes: save then act, level-triggered effects, observed jobs, races, crashes.
+
+The store is real SQLite; pool, router, registry and metrics are tests/fakes. A "crash" is an
+exception raised after the save and before the effects, then a fresh JobRunner (a new process)."""
+import contextlib
+import threading
+
+import pytest
+
+from controller.domain.phases import Phase
+from controller.domain.release import UserAction
+from controller.reconcile import effects, quantize_stage
+from controller.reconcile.jobs import JobRunner
+from controller.reconcile.loop import reconcile
+from controller.reconcile.workers import ReleaseWorkers
+from controller.store.jobs import JobStore
+from controller.store.releases import Conflict
+
+POLICY = {"quantize": {"enabled": False}, "shadow": {"duration_seconds": 10},
+          "canary": {"steps": [20, 50], "step_seconds": 10},
+          "analysis": {"min_requests": 20, "min_soak_seconds": 5, "latency_metrics": []}}
+
+
+def start(ctx, policy=None):
+    ctx.champions.record("chat", "1", ctx.clock())
+    return ctx.store.create("chat", "2", "1", {**POLICY, **(policy or {})}, ctx.clock())
+
+
+def tick(ctx, release_id, seconds=2.0, traffic=None):
+    """Advance the clock, serve `traffic` = (requests, candidate error share) split as the router says."""
+    ctx.clock.advance(seconds)
+    if traffic:
+        n, bad = traffic
+        to_candidate = round(n * ctx.router.weight("chat") / 100)
+        ctx.metrics.add("stable", n - to_candidate)
+        ctx.metrics.add("candidate", to_candidate, round(to_candidate * bad))
+    return reconcile(ctx, release_id)
+
+
+def run_until(ctx, release_id, phases, traffic=None, limit=200):
+    for _ in range(limit):
+        r = tick(ctx, release_id, traffic=traffic)
+        if r.phase in phases:
+            return r
+    raise AssertionError(f"release stuck in {r.phase}: {r.reason}")
+
+
+def test_healthy_release_promotes_and_the_effects_follow_the_saved_phase(ctx):
+    r = start(ctx)
+    r = run_until(ctx, r.id, {Phase.SUCCEEDED}, traffic=(100, 0.0))
+    assert ctx.registry.aliases[("chat", "champion")] == "2"
+    assert ("chat", "challenger") not in ctx.registry.aliases
+    assert ctx.router.current("chat").weights == {"stable": 100.0}            # the new champion, alone
+    assert ctx.router.current("chat").backends[0].version == "2"
+    assert ("chat", "1") in ctx.pool.stops
+    assert ctx.champions.get("chat").version == "2" and ctx.champions.get("chat").history == ("1",)
+    assert ctx.store.get(r.id).settled
+
+
+def test_faulty_candidate_is_rolled_back_and_its_server_stopped(ctx):
+    r = start(ctx)
+    r = run_until(ctx, r.id, {Phase.CANARY}, traffic=(100, 0.0))
+    r = run_until(ctx, r.id, {Phase.ROLLED_BACK}, traffic=(100, 0.5))
+    assert ctx.router.weight("chat") == 0.0
+    assert ("chat", "2") in ctx.pool.stops
+    assert ctx.registry.aliases[("chat", "champion")] == "1"
+
+
+def test_promote_and_abort_racing_leave_no_trace_of_the_promote(ctx, monkeypatch):
+    r = start(ctx)
+    r = run_until(ctx, r.id, {Phase.CANARY}, traffic=(100, 0.0))
+    ctx.store.request_action(r.id, UserAction.PROMOTE, ctx.clock())
+    real_save = ctx.store.save
+
+    def abort_lands_first(old, new, events, now):
+        monkeypatch.setattr(ctx.store, "save", real_save)
+        ctx.store.request_action(r.id, UserAction.ABORT, now)   # a user aborts during the tick
+        return real_save(old, new, events, now)
+
+    monkeypatch.setattr(ctx.store, "save", abort_lands_first)
+    weights_before = ctx.router.current("chat").weights
+    assert reconcile(ctx, r.id).phase == Phase.CANARY           # the promote lost its save: no effect
+    assert ctx.registry.aliases[("chat", "champion")] == "1"
+    assert ctx.router.current("chat").weights == weights_before
+    r = run_until(ctx, r.id, {Phase.ABORTED})
+    assert ctx.registry.aliases[("chat", "champion")] == "1" and ctx.router.weight("chat") == 0.0
+
+
+def test_a_crash_between_save_and_effects_is_mended_by_the_next_tick(ctx, monkeypatch):
+    r = start(ctx)
+    r = run_until(ctx, r.id, {Phase.CANARY}, traffic=(100, 0.0))
+    ctx.store.request_action(r.id, UserAction.ABORT, ctx.clock())
+    monkeypatch.setattr(effects, "apply_effects", _crash)
+    monkeypatch.setattr("controller.reconcile.loop.apply_effects", _crash)
+    with pytest.raises(SystemExit):
+        reconcile(ctx, r.id)
+    saved = ctx.store.get(r.id)
+    assert saved.phase == Phase.ABORTED and not saved.settled   # decided and saved, not yet acted on
+    assert ctx.router.weight("chat") > 0                         # the world still shows the canary
+    monkeypatch.undo()
+    ctx.jobs = JobRunner(JobStore(ctx.jobs.store._sessions), ctx.clock)   # the restarted process
+    assert r.id in ctx.store.to_reconcile()
+    reconcile(ctx, r.id)
+    assert ctx.router.weight("chat") == 0.0 and ("chat", "2") in ctx.pool.stops
+    assert ctx.store.get(r.id).settled and r.id not in ctx.store.to_reconcile()
+    transitions = [e for e in ctx.store.events(r.id) if e["kind"] == "transition"]
+    assert [e["to_phase"] for e in transitions].count("aborted") == 1
+
+
+def _crash(*args, **kwargs):
+    raise SystemExit("killed between save and effects")
+
+
+def test_a_long_build_is_observed_never_awaited_and_an_abort_cancels_it(ctx, monkeypatch):
+    started, release_build = threading.Event(), threading.Event()
+    cancelled = []
+
+    def slow_build(ctx_, r, policy, jc):
+        started.set()
+        while not jc.cancel.wait(0.01):
+            if release_build.is_set():
+                return {"version": "9", "report": {}}
+        cancelled.append(r.id)
+        jc.check()
+
+    monkeypatch.setattr(quantize_stage, "_build", slow_build)
+    monkeypatch.setattr(quantize_stage, "_cores_away_from_servers", lambda ctx_: contextlib.nullcontext())
+    r = start(ctx, {"quantize": {"enabled": True}})
+    tick(ctx, r.id)                                              # pending -> quantizing
+    r = tick(ctx, r.id)                                          # starts the job, returns at once
+    assert started.wait(5) and r.phase == Phase.QUANTIZING
+    assert ctx.jobs.get(r.id, "build").state == "running"
+    assert tick(ctx, r.id).status["job"]["state"] == "running"
+    ctx.store.request_action(r.id, UserAction.ABORT, ctx.clock())
+    assert tick(ctx, r.id).phase == Phase.ABORTED
+    ctx.jobs.join(5)
+    assert cancelled == [r.id] and ctx.jobs.get(r.id, "build").state == "cancelled"
+    assert ctx.registry.calls == [c for c in ctx.registry.calls if c[0] != "register"]   # nothing registered
+
+
+def test_a_job_left_running_by_a_dead_process_is_started_again(ctx):
+    store = ctx.jobs.store
+    store.start("rel-x", "build", "dead-host:1:abc", ctx.clock())
+    job = ctx.jobs.ensure("rel-x", "build", lambda jc: {"version": "7"})
+    assert job.attempt == 2 and job.owner == ctx.jobs.owner
+    ctx.jobs.join(5)
+    assert ctx.jobs.get("rel-x", "build").result == {"version": "7"}
+
+
+def test_a_stuck_release_never_delays_another(ctx, monkeypatch):
+    blocked, unblock = threading.Event(), threading.Event()
+    seen = []
+    slow = ctx.store.create("slow-model", "2", "1", POLICY, ctx.clock())
+    fast = start(ctx)
+
+    def fake_reconcile(ctx_, release_id):
+        if release_id == slow.id:
+            blocked.set()
+            unblock.wait(10)
+        seen.append(release_id)
+
+    monkeypatch.setattr("controller.reconcile.workers.reconcile", fake_reconcile)
+    workers = ReleaseWorkers(ctx, max_workers=4)
+    try:
+        workers.tick()
+        assert blocked.wait(5)
+        for _ in range(3):                                  # the slow one is skipped while busy
+            workers.tick()
+        workers._pool.submit(lambda: None).result(5)
+        assert seen.count(fast.id) >= 1 and slow.id not in seen
+    finally:
+        unblock.set()
+        workers.shutdown()
+
+
+def test_the_gateway_forgetting_its_routes_is_repaired_on_the_next_tick(ctx):
+    r = start(ctx)
+    r = run_until(ctx, r.id, {Phase.CANARY}, traffic=(100, 0.0))
+    ctx.router.remove("chat")                                  # gateway restarted
+    tick(ctx, r.id, traffic=(1, 0.0))
+    assert ctx.router.weight("chat") == 20.0
+
+
+def test_one_active_release_per_model_even_for_two_writers(ctx):
+    start(ctx)
+    with pytest.raises(Conflict):
+        ctx.store.create("chat", "3", "1", POLICY, ctx.clock())
+
+
+def test_a_checkpoint_that_fails_its_integrity_check_fails_the_deployment(ctx, monkeypatch):
+    from controller.registry.integrity import IntegrityError
+
+    def tampered(model, version):
+        raise IntegrityError(f"version {version}: changed: model.safetensors", changed=["model.safetensors"])
+
+    monkeypatch.setattr(ctx, "download_checkpoint", tampered)
+    r = start(ctx)
+    for _ in range(5):
+        r = tick(ctx, r.id)
+        ctx.jobs.join(5)
+    assert r.phase == Phase.FAILED and "model.safetensors" in r.reason
+    assert ("chat", "2") not in ctx.pool.starts
+
+
+def test_the_step_plan_at_the_recent_traffic_is_recorded_while_deploying(ctx, monkeypatch):
+    monkeypatch.setattr(ctx.metrics, "recent_traffic", lambda model, seconds: (1200, 12), raising=False)
+    r = start(ctx)
+    for _ in range(3):
+        tick(ctx, r.id)
+        ctx.jobs.join(60)
+    plans = [e for e in ctx.store.events(r.id) if e["kind"] == "analysis.plan"]
+    assert len(plans) == 1 and "2" in plans[0]["reason"]          # 1,200 requests in 600 s: 2 req/s
+    assert ctx.jobs.get(r.id, "plan").result["planned"] is True
