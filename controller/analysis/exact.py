@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -134,8 +135,19 @@ def ville(alpha: float) -> Thresholds:
     return Thresholds(1 / alpha, 1 / alpha, alpha)
 
 
-@functools.lru_cache(maxsize=128)
+_one_at_a_time = threading.Lock()
+
+
 def step_thresholds(rho: float, spec: CountSpec, later_factor: float, max_events: int = 1000) -> Thresholds:
+    """`_step_thresholds`, cached. Computed one at a time: when many canaries start together,
+    the first computes each share's thresholds and the others wait for the cached result
+    instead of all computing it (it is CPU-bound, so waiting costs nothing)."""
+    with _one_at_a_time:
+        return _step_thresholds(rho, spec, later_factor, max_events)
+
+
+@functools.lru_cache(maxsize=128)
+def _step_thresholds(rho: float, spec: CountSpec, later_factor: float, max_events: int) -> Thresholds:
     """Spend the false-alarm budget that Ville's 1/alpha leaves unused in the first step.
 
     With threshold c in the first step (share rho, checked after every event) and C later,

@@ -77,7 +77,11 @@ def _status_tags(ctx: Controller, r: Release) -> None:
     if r.phase in TERMINAL:
         tags[rc.TAG_OUTCOME] = r.phase.value
     key = (r.id, r.candidate_version)
-    if _tags_written.get(key) != tags and _best_effort(ctx.registry.set_tags, r.model, r.candidate_version, tags):
+    if _tags_written.get(key) == tags or not _best_effort(ctx.registry.set_tags, r.model, r.candidate_version, tags):
+        return
+    if r.phase in TERMINAL:
+        _tags_written.pop(key, None)   # the release settles now and is not looked at again
+    else:
         _tags_written[key] = tags
 
 

@@ -9,6 +9,7 @@ race against a user action is dropped without any effect.
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 
 from controller.analysis.analyzer import Analyzer
 from controller.observability import DECISION_TO_EFFECT
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def reconcile(ctx: Controller, release_id: str) -> Release:
     r = ctx.store.get(release_id)
-    policy = Policy.model_validate(ctx.store.policy_of(release_id))
+    policy = _policy(ctx.store, release_id)
     if r.phase in TERMINAL:
         return _settle(ctx, r, policy)
     obs, status, events = _observe(ctx, r, policy)
@@ -44,7 +45,7 @@ def reconcile(ctx: Controller, release_id: str) -> Release:
                            reason=d.reason, data=_transition_data(new, obs)))
     if new != r or events:
         try:
-            r = ctx.store.save(r, new, events, obs.now)
+            r = ctx.store.save(r, new, events, obs.now, volatile=_only_figures(r, new, d))
         except Conflict:
             log.info("reconcile.conflict", extra={"release": r.id})  # a user action landed: act on nothing
             return ctx.store.get(release_id)
@@ -52,6 +53,12 @@ def reconcile(ctx: Controller, release_id: str) -> Release:
     if events and events[-1].get("kind") == "transition":
         DECISION_TO_EFFECT.observe((ctx.clock() - obs.now).total_seconds())
     return _settle(ctx, r, policy) if r.phase in TERMINAL else r
+
+
+@lru_cache(maxsize=4096)
+def _policy(store: object, release_id: str) -> Policy:
+    """A release's policy is frozen at creation: validated once, not on every tick."""
+    return Policy.model_validate(store.policy_of(release_id))  # type: ignore[attr-defined]
 
 
 def _settle(ctx: Controller, r: Release, policy: Policy) -> Release:
@@ -110,6 +117,15 @@ def _start_window(ctx: Controller, r: Release, policy: Policy) -> dict:
     share = policy.canary.steps[r.step_index] / 100.0 if r.phase == Phase.CANARY else 0.0
     analyzer = Analyzer(ctx.metrics, policy.analysis)
     return analyzer.start_window(r.model, r.id, share, ctx.clock(), r.status.get("analysis", {}))
+
+
+def _only_figures(old: Release, new: Release, d: Decision) -> bool:
+    """True when a judged release changed only its running figures (verdict, counts, reason):
+    nothing that an effect, a crash recovery or a user action depends on."""
+    def decided(r: Release) -> tuple:
+        window = (r.status.get("analysis") or {}).get("current") or {}
+        return r.phase, r.step_index, r.paused_from, r.requested_action, window.get("baseline_at")
+    return old.phase in (Phase.SHADOW, Phase.CANARY) and not d.new_window and decided(old) == decided(new)
 
 
 def _transition_data(new: Release, obs: Observations) -> dict:

@@ -72,10 +72,10 @@ def test_promote_and_abort_racing_leave_no_trace_of_the_promote(ctx, monkeypatch
     ctx.store.request_action(r.id, UserAction.PROMOTE, ctx.clock())
     real_save = ctx.store.save
 
-    def abort_lands_first(old, new, events, now):
+    def abort_lands_first(old, new, events, now, **kw):
         monkeypatch.setattr(ctx.store, "save", real_save)
         ctx.store.request_action(r.id, UserAction.ABORT, now)   # a user aborts during the tick
-        return real_save(old, new, events, now)
+        return real_save(old, new, events, now, **kw)
 
     monkeypatch.setattr(ctx.store, "save", abort_lands_first)
     weights_before = ctx.router.current("chat").weights
@@ -211,3 +211,19 @@ def test_the_step_plan_at_the_recent_traffic_is_recorded_while_deploying(ctx, mo
     plans = [e for e in ctx.store.events(r.id) if e["kind"] == "analysis.plan"]
     assert len(plans) == 1 and "2" in plans[0]["reason"]          # 1,200 requests in 600 s: 2 req/s
     assert ctx.jobs.get(r.id, "plan").result["planned"] is True
+
+
+def test_a_judged_tick_that_decides_nothing_defers_its_figures_and_a_step_is_written_at_once(ctx):
+    from controller.store.releases import ReleaseStore
+    database = ReleaseStore(ctx.store._sessions)          # what another process would read
+    r = start(ctx)
+    r = run_until(ctx, r.id, {Phase.CANARY}, traffic=(100, 0.0))
+    r = tick(ctx, r.id, traffic=(100, 0.0))                # baseline taken: written
+    r = tick(ctx, r.id, traffic=(100, 0.0))
+    assert r.phase == Phase.CANARY and r.step_index == 0
+    assert ctx.store.get(r.id).status["verdict"] == r.status["verdict"]
+    assert database.get(r.id).status["verdict"] != r.status["verdict"]    # figures only: deferred
+    while r.step_index == 0:
+        r = tick(ctx, r.id, traffic=(100, 0.0))
+    stored = database.get(r.id)
+    assert (stored.phase, stored.step_index) == (Phase.CANARY, 1)          # a decision: written at once

@@ -72,3 +72,43 @@ def test_events_are_append_only(store):
         with store._sessions.begin() as s:
             s.execute(text("DELETE FROM events"))
     assert store.events(r.id)[0]["reason"] != "rewritten"
+
+
+def _canary(store):
+    r = store.create("m", "2", "1", {}, NOW)
+    return store.save(r, r.evolve(phase=Phase.CANARY, status={"n": 0}), [dict(kind="transition", reason="go")], NOW)
+
+
+def test_running_figures_are_written_behind_and_read_back_meanwhile(store, tmp_path):
+    r = _canary(store)                       # just written: the next figures wait
+    other = ReleaseStore(store._sessions)    # a second process reading the database
+    r = store.save(r, r.evolve(status={"n": 1}), [], NOW, volatile=True)
+    assert store.get(r.id).status == {"n": 1}          # this process sees the newest figures
+    assert other.get(r.id).status == {"n": 0}          # not yet in the database
+    store.volatile_write_seconds = 0.0                 # the deferral has run out
+    store.save(r, r.evolve(status={"n": 2}), [], NOW, volatile=True)
+    assert other.get(r.id).status == {"n": 2}
+
+
+def test_a_decision_or_an_event_is_never_deferred(store):
+    r = _canary(store)
+    other = ReleaseStore(store._sessions)
+    r = store.save(r, r.evolve(status={"n": 1}), [dict(kind="info", reason="x")], NOW, volatile=True)
+    assert other.get(r.id).status == {"n": 1}
+    store.save(r, r.evolve(step_index=1), [], NOW)
+    assert other.get(r.id).step_index == 1
+
+
+def test_a_user_action_keeps_the_unwritten_figures_and_another_writer_wins(store):
+    r = _canary(store)
+    r = store.save(r, r.evolve(status={"n": 1}), [], NOW, volatile=True)
+    store.request_action(r.id, UserAction.PAUSE, NOW)       # through this store: based on the newest figures
+    stored = ReleaseStore(store._sessions).get(r.id)
+    assert stored.requested_action == UserAction.PAUSE and stored.status == {"n": 1}
+    r = store.save(store.get(r.id), stored.evolve(status={"n": 5}), [], NOW, volatile=True)  # deferred again
+    other = ReleaseStore(store._sessions)
+    other.request_action(r.id, UserAction.ABORT, NOW)       # another process writes the row
+    fresh = store.get(r.id)
+    assert fresh.requested_action == UserAction.ABORT and fresh.status == {"n": 1}   # its write wins
+    with pytest.raises(Conflict):
+        store.save(r, r.evolve(status={"n": 6}), [], NOW)   # and a save based on the stale figures is refused
