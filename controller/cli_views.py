@@ -28,9 +28,10 @@ PHASE_STYLE = {"succeeded": "bold green", "rolled_back": "bold red", "failed": "
 
 def release_view(release: dict[str, Any], now: datetime | None = None) -> RenderableType:
     """The whole picture of one release, as one rich renderable."""
-    parts: list[RenderableType] = [_header(release, now or datetime.now(timezone.utc))]
+    now = now or datetime.now(timezone.utc)
+    parts: list[RenderableType] = [_header(release, now)]
     status = release.get("status") or {}
-    for section in (_job(status.get("job") or {}), _tracks(release), _evidence(status.get("verdict") or {})):
+    for section in (_job(status.get("job") or {}, now), _tracks(release), _evidence(status.get("verdict") or {})):
         if section is not None:
             parts.append(section)
     title = f"{release['id']} · {release['model']} v{release['candidate_version']}"
@@ -56,24 +57,36 @@ def _header(release: dict, now: datetime) -> RenderableType:
     return Group(*lines)
 
 
-def job_progress(job: dict) -> tuple[str, int | None, int | None]:
-    """(label, done, total) of the job's current sub-step; done/total None without a count."""
+def job_progress(job: dict, now: datetime | None = None) -> tuple[str, int | None, int | None]:
+    """(label, done, total) of the job's current sub-step; done/total None without a count.
+
+    The label names what is being worked on (each evaluation server's state, the concurrency
+    level measured) and, given `now`, how long the sub-step has run (from its stored start)."""
+    label, done, total = _count(job)
+    item = ", ".join(f"{name} {state}" for name, state in job["servers"].items()) if job.get("servers") \
+        else job.get("item")
+    if item:
+        label += f" ({item})"
+    if now is not None and job.get("started_at"):
+        label += f" · {_duration((now - datetime.fromisoformat(job['started_at'])).total_seconds())}"
+    return label, done, total
+
+
+def _count(job: dict) -> tuple[str, int | None, int | None]:
     step, detail = job.get("step") or job.get("state") or "", job.get("detail") or ""
     q = job.get("quantize") or {}
     if step == "quantizing" and isinstance(q.get("total"), int):
         done = q.get("layer", -1) + (1 if q.get("event") == "layer_done" else 0)
         return f"quantizing {q.get('stage', 'layers')}: layer {max(done, 0)}/{q['total']}", max(done, 0), q["total"]
-    for done_key, total_key in (("done", "total"), ("items_done", "items_total")):
-        if isinstance(job.get(done_key), int) and isinstance(job.get(total_key), int):
-            label = f"{step} {detail}".strip()
-            return f"{label}: {job[done_key]}/{job[total_key]}", job[done_key], job[total_key]
+    if isinstance(job.get("done"), int) and isinstance(job.get("total"), int):
+        return f"{step} {detail}".strip() + f": {job['done']}/{job['total']}", job["done"], job["total"]
     return f"{step} — {detail}" if detail else step, None, None
 
 
-def _job(job: dict) -> RenderableType | None:
+def _job(job: dict, now: datetime) -> RenderableType | None:
     if not job:
         return None
-    label, done, total = job_progress(job)
+    label, done, total = job_progress(job, now)
     attempt = f" (attempt {job['attempt']})" if job.get("attempt", 1) > 1 else ""
     rows: list[RenderableType] = [Text.assemble(("job ", "dim"), (f"{job.get('kind', '')} ", "bold"),
                                                 (f"{job.get('state', '')}{attempt}: ", "dim"), label)]
@@ -137,8 +150,9 @@ def log_share(e_value: float, threshold: float) -> float:
     return min(1.0, math.log(e_value) / math.log(threshold))
 
 
-def progress_line(release: dict[str, Any]) -> str:
-    """One plain line for logs and the demo: phase, step, weights, counts, job or judge."""
+def progress_line(release: dict[str, Any], now: datetime | None = None) -> str:
+    """One plain line for logs and the demo: phase, step, weights, counts, job or judge; the job's
+    elapsed time only given `now` (a caller printing changed lines compares them without it)."""
     w = release.get("weights")
     weights = "—" if w is None else f"{w['stable']:g}/{w['candidate']:g}" + (
         f" +{w['mirror_percent']:g}% mirrored" if w.get("mirror_percent") else "")
@@ -148,7 +162,7 @@ def progress_line(release: dict[str, Any]) -> str:
         last = windows[-1]
         parts.append(f"requests {last.stable_requests}/{last.candidate_requests} "
                      f"errors {last.stable_errors}/{last.candidate_errors}")
-    detail = _one_line(release.get("status") or {})
+    detail = _one_line(release.get("status") or {}, now)
     return " · ".join(parts + ([detail] if detail else []))
 
 
@@ -165,15 +179,15 @@ def status_table(releases: list[dict[str, Any]], now: datetime | None = None) ->
         weights = f"{w['stable']:g}/{w['candidate']:g}" + (" +mirror" if w.get("mirror_percent") else "") if w else "—"
         table.add_row(r["id"], r["model"], r["candidate_version"], r.get("stable_version") or "—",
                       Text(r["phase"], style=PHASE_STYLE.get(r["phase"], "")), str(r.get("step_index", 0)), age,
-                      weights, _one_line(r.get("status") or {}))
+                      weights, _one_line(r.get("status") or {}, now))
     if not releases:
         table.caption = "none"
     return table
 
 
-def _one_line(status: dict) -> str:
+def _one_line(status: dict, now: datetime | None) -> str:
     if status.get("job"):
-        return job_progress(status["job"])[0]
+        return job_progress(status["job"], now)[0]
     verdict = status.get("verdict") or {}
     return f"judge: {verdict['decision']}" if verdict.get("decision") else ""
 

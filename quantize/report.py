@@ -12,7 +12,7 @@ import math
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from transformers import AutoTokenizer
 
@@ -25,6 +25,11 @@ from quantize.suites import Suite, SuiteItem, load_suite, normalize  # noqa: F40
 
 PPL_WINDOW = 256
 MAX_NEW_TOKENS = 8
+# Items per answers() call: progress is counted between calls. A multiple of both scorers' batches
+# (TorchScorer 64, ServedScorer 32 x 4 parallel), so a chunk of length-sorted prompts gives exactly
+# the batches one call for all items would.
+ANSWER_CHUNK = 256
+Progress = Callable[[int, int], None]      # (done, total)
 
 
 @dataclass(frozen=True)
@@ -85,22 +90,35 @@ def token_windows(tokenizer, texts: list[str], window: int = PPL_WINDOW) -> list
     return [w for w in windows if len(w) >= 2]
 
 
-def perplexity(scorer: Scorer, windows: list[list[int]]) -> tuple[float, int]:
-    """exp(mean token NLL) over the windows."""
+def perplexity(scorer: Scorer, windows: list[list[int]],
+               on_done: Callable[[int], None] | None = None) -> tuple[float, int]:
+    """exp(mean token NLL) over the windows; `on_done(1)` after each window."""
     tokens = sum(len(w) - 1 for w in windows)
     if tokens == 0:
         raise ValueError("held-out text is empty")
-    return math.exp(sum(scorer.window_nll(w) for w in windows) / tokens), tokens
+    nll = 0.0
+    for w in windows:
+        nll += scorer.window_nll(w)
+        if on_done:
+            on_done(1)
+    return math.exp(nll / tokens), tokens
 
 
-def correct(scorer: Scorer, items: tuple[SuiteItem, ...]) -> list[bool]:
-    """Each item's answer checked by its rule; items asking the same number of tokens go together."""
+def correct(scorer: Scorer, items: tuple[SuiteItem, ...],
+            on_done: Callable[[int], None] | None = None) -> list[bool]:
+    """Each item's answer checked by its rule; items asking the same number of tokens go together,
+    shortest prompts first, ANSWER_CHUNK at a time (`on_done(n)` after each chunk)."""
     out = [False] * len(items)
     for max_tokens in sorted({it.max_tokens for it in items}):
-        idx = [i for i, it in enumerate(items) if it.max_tokens == max_tokens]
-        answers = scorer.answers([items[i].prompt for i in idx], max_tokens)
-        for i, answer in zip(idx, answers):
-            out[i] = bool(items[i].check(answer))
+        group = sorted((i for i, it in enumerate(items) if it.max_tokens == max_tokens),
+                       key=lambda i: len(items[i].prompt))
+        for start in range(0, len(group), ANSWER_CHUNK):
+            idx = group[start:start + ANSWER_CHUNK]
+            answers = scorer.answers([items[i].prompt for i in idx], max_tokens)
+            for i, answer in zip(idx, answers):
+                out[i] = bool(items[i].check(answer))
+            if on_done:
+                on_done(len(idx))
     return out
 
 
@@ -109,9 +127,23 @@ def accuracy(scorer: Scorer, items) -> float:
     return sum(marks) / len(marks)
 
 
-def _scores(scorer: Scorer, windows: list[list[int]], suite: Suite) -> tuple[float, int, list[bool]]:
-    ppl, tokens = perplexity(scorer, windows)
-    return ppl, tokens, correct(scorer, suite.items)
+def _scores(scorer: Scorer, windows: list[list[int]], suite: Suite,
+            on_done: Callable[[int], None] | None = None) -> tuple[float, int, list[bool]]:
+    ppl, tokens = perplexity(scorer, windows, on_done)
+    return ppl, tokens, correct(scorer, suite.items, on_done)
+
+
+def _counter(total: int, on_progress: Progress | None) -> Callable[[int], None] | None:
+    """Adds up what was scored and reports (done, total); reports (0, total) at once."""
+    if on_progress is None:
+        return None
+    done = [0]
+
+    def add(n: int) -> None:
+        done[0] += n
+        on_progress(done[0], total)
+    on_progress(0, total)
+    return add
 
 
 def _as_suite(eval_set) -> Suite:
@@ -132,22 +164,25 @@ def _pct_increase(parent: float, build: float) -> float:
 def quality_report(parent_dir: Path, build_dir: Path, *, heldout_texts: list[str] | None = None,
                    eval_set: Suite | list[EvalItem] | str | Path | None = None,
                    quantization_seconds: float | None = None, peak_memory_mb: float | None = None,
-                   served: ServedPair | None = None) -> QualityReport:
+                   served: ServedPair | None = None, on_progress: Progress | None = None) -> QualityReport:
     """Measure parent and build on the same windows and items: in this process with the build's
     weights dequantized (CPU), or, with `served`, through the vLLM servers running them.
-    eval_set: the policy's `quality.suite` (a built-in name or a JSONL path); builtin:small when None."""
+    eval_set: the policy's `quality.suite` (a built-in name or a JSONL path); builtin:small when None.
+    on_progress(done, total): perplexity windows and suite items scored, parent's and build's together
+    (called per window and per ANSWER_CHUNK items: throttle it before it writes anywhere)."""
     texts = heldout_texts if heldout_texts is not None else data_files.heldout_texts()
     suite = _as_suite(eval_set)
     tokenizer = AutoTokenizer.from_pretrained(str(parent_dir))
     windows = token_windows(tokenizer, texts)
+    add = _counter(2 * (len(windows) + len(suite.items)), on_progress)
     if served is None:   # one model in memory at a time
-        parent = _scores(TorchScorer(load_fp_model(parent_dir), tokenizer), windows, suite)
-        build = _scores(TorchScorer(load_build_model(build_dir), tokenizer), windows, suite)
+        parent = _scores(TorchScorer(load_fp_model(parent_dir), tokenizer), windows, suite, add)
+        build = _scores(TorchScorer(load_build_model(build_dir), tokenizer), windows, suite, add)
     else:
         with closing(ServedScorer(served.parent_url, served.model)) as scorer:
-            parent = _scores(scorer, windows, suite)
+            parent = _scores(scorer, windows, suite, add)
         with closing(ServedScorer(served.build_url, served.model)) as scorer:
-            build = _scores(scorer, windows, suite)
+            build = _scores(scorer, windows, suite, add)
     (parent_ppl, n_tokens, parent_marks), (build_ppl, _, build_marks) = parent, build
     n = len(parent_marks)
     parent_acc, build_acc = sum(parent_marks) / n, sum(build_marks) / n

@@ -18,7 +18,7 @@ import asyncio
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 import numpy as np
@@ -131,8 +131,10 @@ def _bodies(model: str, prompts: list[str], n: int, max_tokens: int, fixed_lengt
 async def compare_speed_async(parent_url: str, build_url: str, model: str, prompts: list[str], *,
                               concurrency: list[int], requests_per_level: int, max_tokens: int,
                               build_model: str | None = None, fixed_length: bool = True,
-                              timeout_s: float = 300.0) -> SpeedComparison:
-    """Measure both servers level by level (one warm-up request each first)."""
+                              timeout_s: float = 300.0,
+                              on_progress: Callable[[int, int], None] | None = None) -> SpeedComparison:
+    """Measure both servers level by level (one warm-up request each first).
+    on_progress(done, total): levels measured of all, before each level and once at the end."""
     if not prompts:
         raise ValueError("the speed gate needs at least one prompt")
     sides = ((parent_url.rstrip("/"), model), (build_url.rstrip("/"), build_model or model))
@@ -141,10 +143,14 @@ async def compare_speed_async(parent_url: str, build_url: str, model: str, promp
                                      connector=aiohttp.TCPConnector(limit=0)) as http:
         for url, name in sides:
             await _stream_one(http, url, _bodies(name, prompts, 1, max_tokens, fixed_length)[0])
-        for c in concurrency:
+        for level, c in enumerate(concurrency):
+            if on_progress:
+                on_progress(level, len(concurrency))
             for (url, name), rows in zip(sides, out):
                 rows.append(await _level(http, url, _bodies(name, prompts, requests_per_level, max_tokens,
                                                             fixed_length), c))
+    if on_progress:
+        on_progress(len(concurrency), len(concurrency))
     return SpeedComparison(tuple(out[0]), tuple(out[1]))
 
 
@@ -176,12 +182,14 @@ def check_speed(cmp: SpeedComparison, quality: Any) -> SpeedVerdict:
 
 
 def speed_gate(parent_url: str, build_url: str, model: str, prompts: list[str], quality: Any, *,
-               build_model: str | None = None, fixed_length: bool = True, timeout_s: float = 300.0) -> SpeedVerdict:
-    """Measure at the policy's levels and decide. Blocking (its own event loop): run it in a job."""
+               build_model: str | None = None, fixed_length: bool = True, timeout_s: float = 300.0,
+               on_progress: Callable[[int, int], None] | None = None) -> SpeedVerdict:
+    """Measure at the policy's levels and decide. Blocking (its own event loop): run it in a job.
+    on_progress(done, total): concurrency levels measured (see compare_speed_async)."""
     cmp = asyncio.run(compare_speed_async(
         parent_url, build_url, model, prompts, concurrency=list(quality.speed_concurrency),
         requests_per_level=quality.speed_requests_per_level, max_tokens=quality.speed_max_tokens,
-        build_model=build_model, fixed_length=fixed_length, timeout_s=timeout_s))
+        build_model=build_model, fixed_length=fixed_length, timeout_s=timeout_s, on_progress=on_progress))
     return check_speed(cmp, quality)
 
 

@@ -9,7 +9,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from controller.pools.base import Pool
 from quantize.errors import QuantizeError
@@ -30,18 +30,23 @@ def evaluation_labels(release_id: str) -> dict[str, str]:
     return {"parent": f"{release_id}-eval-parent", "build": f"{release_id}-eval-build"}
 
 
+POLL_SECONDS = 1.0   # how often starting servers are polled
+ServerStates = Callable[[dict[str, str]], None]   # e.g. {"parent": "ready", "build": "starting"}
+
+
 @contextmanager
 def served_pair(pool: Pool, model: str, release_id: str, parent_dir: Path, build_dir: Path,
                 timeout_s: float, cancel: threading.Event | None = None,
-                keep_build: bool = False) -> Iterator[ServedPair]:
+                keep_build: bool = False, on_progress: ServerStates | None = None) -> Iterator[ServedPair]:
     """Start both servers, wait until ready (or cancelled) and stop them after the measurement;
-    with `keep_build` the build's server stays up when all went well (to be adopted)."""
+    with `keep_build` the build's server stays up when all went well (to be adopted).
+    on_progress gets each server's state whenever one changes (starting -> ready)."""
     labels = evaluation_labels(release_id)
     ok = False
     try:
         pool.ensure(model, labels["parent"], parent_dir)
         pool.ensure(model, labels["build"], build_dir)
-        urls = {side: wait_ready(pool, model, label, timeout_s, cancel) for side, label in labels.items()}
+        urls = wait_all_ready(pool, model, labels, timeout_s, cancel, on_progress)
         yield ServedPair(urls["parent"], urls["build"], model, where=f"pool {pool.name}")
         ok = True
     finally:
@@ -52,17 +57,35 @@ def served_pair(pool: Pool, model: str, release_id: str, parent_dir: Path, build
 
 def wait_ready(pool: Pool, model: str, version: str, timeout_s: float,
                cancel: threading.Event | None = None) -> str:
+    return wait_all_ready(pool, model, {version: version}, timeout_s, cancel)[version]
+
+
+def wait_all_ready(pool: Pool, model: str, servers: dict[str, str], timeout_s: float,
+                   cancel: threading.Event | None = None, on_progress: ServerStates | None = None) -> dict[str, str]:
+    """Poll the servers ({name: version}) together until all are ready; their URLs by name.
+    Fails at once when one fails, and after `timeout_s` naming those not ready."""
     deadline = time.monotonic() + timeout_s
+    urls: dict[str, str] = {}
+    reported: dict[str, str] = {}
     while True:
         if cancel is not None and cancel.is_set():
-            raise QuantizeError(f"evaluation server {version}: cancelled", cause="cancelled")
-        served = pool.status(model, version)
-        if served is None or served.state == "failed":
-            detail = served.detail if served else "not started"
-            raise QuantizeError(f"evaluation server {version} failed: {detail}", cause="evaluation")
-        if served.state == "ready":
-            return served.url
+            raise QuantizeError(f"evaluation server {', '.join(servers.values())}: cancelled", cause="cancelled")
+        for name, version in servers.items():
+            if name not in urls:
+                served = pool.status(model, version)
+                if served is None or served.state == "failed":
+                    detail = served.detail if served else "not started"
+                    raise QuantizeError(f"evaluation server {version} failed: {detail}", cause="evaluation")
+                if served.state == "ready":
+                    urls[name] = served.url
+        states = {name: "ready" if name in urls else "starting" for name in servers}
+        if on_progress is not None and states != reported:
+            reported = states
+            on_progress(dict(states))
+        if len(urls) == len(servers):
+            return urls
         if time.monotonic() > deadline:
-            raise QuantizeError(f"evaluation server {version} not ready after {timeout_s:.0f} s",
+            waiting = [servers[name] for name in servers if name not in urls]
+            raise QuantizeError(f"evaluation server {', '.join(waiting)} not ready after {timeout_s:.0f} s",
                                 cause="evaluation")
-        time.sleep(1.0)
+        time.sleep(POLL_SECONDS)

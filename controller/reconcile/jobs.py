@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from datetime import datetime
 from typing import Any, Callable
@@ -33,8 +34,15 @@ class JobContext:
         self._progress: dict[str, Any] = {}
 
     def progress(self, **fields: Any) -> None:
+        """Merge `fields` into the job's progress. A new `step` or `detail` starts a new sub-step:
+        its counts are dropped and `started_at` is set, so views show how long it has run."""
+        now = self._runner.clock()
+        new_step = "step" in fields and fields["step"] != self._progress.get("step")
+        if new_step or ("detail" in fields and fields["detail"] != self._progress.get("detail")):
+            kept = {} if new_step or "step" not in self._progress else {"step": self._progress["step"]}
+            self._progress = {**kept, "started_at": now.isoformat()}
         self._progress = {**self._progress, **fields}
-        self._runner.store.update(self._job.id, self._job.attempt, self._runner.clock(), progress=self._progress)
+        self._runner.store.update(self._job.id, self._job.attempt, now, progress=self._progress)
 
     def check(self) -> None:
         if self.cancel.is_set():
@@ -42,6 +50,20 @@ class JobContext:
 
 
 Work = Callable[[JobContext], dict[str, Any]]
+
+
+def throttled(report: Callable[[int, int], None], seconds: float = 1.0,
+              clock: Callable[[], float] = time.monotonic) -> Callable[[int, int], None]:
+    """`report(done, total)` at most once per `seconds` (the first and the last call always pass):
+    per-item progress must not write the store per item."""
+    last: list[float] = []
+
+    def maybe(done: int, total: int) -> None:
+        now = clock()
+        if not last or done >= total or now - last[0] >= seconds:
+            last[:] = [now]
+            report(done, total)
+    return maybe
 
 
 class JobRunner:
@@ -128,4 +150,4 @@ class JobRunner:
                 self._threads.pop(job.id, None)
 
 
-__all__ = ["Cancelled", "JobContext", "JobRunner", "Work", "job_id"]
+__all__ = ["Cancelled", "JobContext", "JobRunner", "Work", "job_id", "throttled"]

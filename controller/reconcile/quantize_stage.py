@@ -11,6 +11,7 @@ is still logged as a failed MLflow run with its log.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 from contextlib import contextmanager
@@ -20,13 +21,14 @@ from typing import Any
 from controller.domain.release import BuildOutcome, GateOutcome, Release
 from controller.reconcile.context import Controller
 from controller.reconcile.evaluation_servers import evaluation_labels, evaluation_target, served_pair
-from controller.reconcile.jobs import Cancelled, JobContext
+from controller.reconcile.jobs import Cancelled, JobContext, throttled
 from controller.registry import conventions as rc
 from policies.schema import Policy
 
 log = logging.getLogger(__name__)
 TAG_QUANTIZATION_RUN = "relctl.quantization_run_id"
 BUILD_JOB = "build"
+REUSED = "build registered before a controller restart and reused; its speed figures are on its MLflow run"
 
 
 def observe_build(ctx: Controller, r: Release, policy: Policy) -> BuildOutcome | None:
@@ -53,7 +55,8 @@ def _build_job(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> d
     if existing:  # registered before a crash: reuse, never register twice
         v = existing[0]
         return {"version": v.version, "report": {"quality": rc.quality_from_tags(v.tags),
-                                                 "quantization": v.tags[rc.TAG_QUANTIZATION]}}
+                                                 "quantization": v.tags[rc.TAG_QUANTIZATION],
+                                                 "speed": speed_document(None, REUSED)}}
     try:
         with _cores_away_from_servers(ctx):
             return _build(ctx, r, policy, jc)
@@ -82,7 +85,7 @@ def _build(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[
                            max_memory_gb=q.max_memory_gb, tracking_uri=ctx.registry.uri, cancel=jc.cancel,
                            on_progress=lambda ev: jc.progress(step="quantizing", quantize=ev))
     jc.check()
-    report, kept, speed = _measure(ctx, r, policy, parent, out, job, jc)
+    report, kept, speed, not_measured = _measure(ctx, r, policy, parent, out, job, jc)
     jc.check()  # nothing is registered for a cancelled release
     jc.progress(step="registering")
     run_id = log_quantization_run(ctx.registry.uri, report, job, out,
@@ -96,37 +99,59 @@ def _build(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[
     log.info("quantize.registered", extra={"release": r.id, "version": version, "run_id": run_id})
     if kept and not ctx.pool.adopt(r.model, evaluation_labels(r.id)["build"], version):
         ctx.pool.stop(r.model, evaluation_labels(r.id)["build"])
-    speed_doc = {"passed": speed.passed, "action": speed.action, "reason": speed.reason} if speed else None
     return {"version": version, "report": {"quality": report.to_dict(), "quantization": spec.label(),
-                                           "run_id": run_id, "speed": speed_doc}}
+                                           "run_id": run_id, "speed": speed_document(speed, not_measured)}}
+
+
+def speed_document(speed, not_measured: str | None) -> dict[str, Any]:
+    """The speed gate's verdict and figures as kept in the build report (the release report's speed
+    table); without a measurement, why not."""
+    if speed is None:
+        return {"measured": False, "reason": not_measured or "not measured"}
+    finite = {side: [{k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in row.items()}
+                     for row in rows] for side, rows in speed.comparison.to_dict().items()}   # JSON has no NaN
+    return {"measured": True, "passed": speed.passed, "action": speed.action, "reason": speed.reason,
+            "comparison": finite}
 
 
 def _measure(ctx: Controller, r: Release, policy: Policy, parent, build, job, jc: JobContext):
     """The quality report, on the pool's vLLM when the policy and pool allow, else on CPU; on the
     pool also the speed gate (build against parent, same prompts, the policy's concurrency levels).
 
-    Returns (report, whether the build's evaluation server was kept for adoption, speed verdict or None)."""
+    Returns (report, whether the build's evaluation server was kept for adoption, speed verdict or
+    None, why the speed was not measured or None). Progress: each server's state while they start,
+    items scored (at most once a second), concurrency levels measured."""
     from quantize.dequant import quant_config
     from quantize.report import quality_report
     from quantize.speed import default_prompts, speed_gate
 
     method = quant_config(build).get("quant_method")
-    target = evaluation_target(policy.quality.evaluate_on, ctx.pool.name, ctx.pool.can_serve(method))
+    can_serve = ctx.pool.can_serve(method)
+    target = evaluation_target(policy.quality.evaluate_on, ctx.pool.name, can_serve)
     cost = {"quantization_seconds": job.seconds, "peak_memory_mb": job.peak_memory_mb}
     log.info("quantize.evaluate", extra={"release": r.id, "on": target, "quant_method": method})
     suite = policy.quality.suite
+    scored = throttled(lambda done, total: jc.progress(done=done, total=total))
     if target == "cpu":
-        jc.progress(step="evaluating", detail=f"{suite} on CPU (dequantized weights)")
-        return quality_report(parent, build, eval_set=suite, **cost), False, None
+        jc.progress(step="evaluating", detail=f"scoring {suite} on CPU (dequantized weights)")
+        report = quality_report(parent, build, eval_set=suite, on_progress=scored, **cost)
+        why = ("policy quality.evaluate_on is 'cpu'" if policy.quality.evaluate_on == "cpu"
+               else f"evaluated on CPU: pool {ctx.pool.name} cannot serve the build ({can_serve[1]})")
+        return report, False, None, why
     jc.progress(step="evaluating", detail=f"starting parent and build servers on pool {ctx.pool.name}")
     with served_pair(ctx.pool, r.model, r.id, parent, build, policy.deploy_timeout_seconds,
-                     cancel=jc.cancel, keep_build=True) as pair:
+                     cancel=jc.cancel, keep_build=True, on_progress=lambda states: jc.progress(
+                         servers=states, done=sum(s == "ready" for s in states.values()), total=len(states))) as pair:
         jc.progress(step="evaluating", detail=f"scoring {suite} on pool {ctx.pool.name}")
-        report = quality_report(parent, build, eval_set=suite, served=pair, **cost)
+        report = quality_report(parent, build, eval_set=suite, served=pair, on_progress=scored, **cost)
         jc.check()
-        jc.progress(step="measuring speed", detail=f"concurrency {policy.quality.speed_concurrency}")
-        speed = speed_gate(pair.parent_url, pair.build_url, pair.model, default_prompts(), policy.quality)
-        return report, True, speed
+        levels = policy.quality.speed_concurrency
+        jc.progress(step="measuring speed", detail=f"concurrency levels {', '.join(map(str, levels))}")
+        speed = speed_gate(pair.parent_url, pair.build_url, pair.model, default_prompts(), policy.quality,
+                           on_progress=lambda done, total: jc.progress(
+                               done=done, total=total,
+                               item=f"concurrency {levels[done]}" if done < total else "all levels measured"))
+        return report, True, speed, None
 
 
 def _log_speed(uri: str, run_id: str, speed) -> None:

@@ -58,6 +58,25 @@ class WindowRow:
     latency_over: dict = field(default_factory=dict)   # (track, key) -> requests over the threshold of key
 
 
+SPEED_FIGURES = ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "output_tokens_per_s")
+
+
+@dataclass(frozen=True)
+class SpeedLevel:
+    """One concurrency level of the speed gate: each side's figures (SPEED_FIGURES, requests, errors)."""
+    concurrency: int
+    parent: dict
+    build: dict
+
+
+@dataclass(frozen=True)
+class SpeedSummary:
+    measured: bool
+    decision: str               # "passed" or "failed: <the policy's on_slower>"; "" when not measured
+    reason: str                 # the gate's finding, or why nothing was measured
+    levels: list[SpeedLevel] = field(default_factory=list)   # empty in reports kept before the figures
+
+
 @dataclass(frozen=True)
 class ReportData:
     release_id: str
@@ -78,6 +97,7 @@ class ReportData:
     deployment: dict
     audit: dict
     latency_thresholds: dict = field(default_factory=dict)   # "e2e_p99" -> seconds, fixed from the stable
+    speed: SpeedSummary = field(default_factory=lambda: SpeedSummary(False, "", "the release has no build report"))
 
 
 def extract(release: dict, events: list[dict], canary_steps: list[float] | None = None,
@@ -94,7 +114,25 @@ def extract(release: dict, events: list[dict], canary_steps: list[float] | None 
         windows=window_rows(status.get("analysis") or {}), verdict=status.get("verdict") or {},
         quality=(build.get("report") or {}).get("quality") or {}, build=build,
         deployment=status.get("deployment") or {}, audit=audit_summary(audit),
-        latency_thresholds=dict((status.get("analysis") or {}).get("thresholds") or {}))
+        latency_thresholds=dict((status.get("analysis") or {}).get("thresholds") or {}),
+        speed=speed_summary(build))
+
+
+def speed_summary(build: dict) -> SpeedSummary:
+    """The speed gate as the build report keeps it (quantize_stage.speed_document), or why there is none."""
+    report = build.get("report")
+    if not report:
+        return SpeedSummary(False, "", "the release has no build report")
+    speed = report.get("speed")
+    if not speed:
+        return SpeedSummary(False, "", "the build report has no speed measurement")
+    if not speed.get("measured", True):
+        return SpeedSummary(False, "", speed.get("reason") or "no reason recorded")
+    decision = "passed" if speed.get("passed") else f"failed: {speed.get('action', '?')}"
+    cmp = speed.get("comparison") or {}
+    levels = [SpeedLevel(int(p.get("concurrency", 0)), p, b)
+              for p, b in zip(cmp.get("parent") or [], cmp.get("build") or [])]
+    return SpeedSummary(True, decision, (speed.get("reason") or "").split("\n")[0].rstrip(":"), levels)
 
 
 def phase_changes(events: list[dict]) -> list[PhaseChange]:

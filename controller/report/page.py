@@ -7,7 +7,7 @@ from collections import OrderedDict
 from html import escape
 
 from controller.report.charts import timeline_png, windows_png
-from controller.report.extract import ReportData
+from controller.report.extract import SPEED_FIGURES, ReportData, SpeedLevel
 
 STYLE = """body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
 table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
@@ -29,7 +29,7 @@ def render_html(data: ReportData, refresh_seconds: int | None = None) -> str:
                if refresh_seconds and data.active else "")
     timeline = _cached(f"t{data.release_id}{data.changes}{data.weights}{data.evidence}", timeline_png, data)
     parts = [_summary(data), _img(timeline, "timeline"), _changes(data), _windows(data),
-             _verdict(data), _quality(data), _audit(data)]
+             _verdict(data), _quality(data), _speed(data), _audit(data)]
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{refresh}'
             f"<title>relctl release {escape(data.release_id)}</title><style>{STYLE}</style></head>"
             f'<body data-release="{escape(data.release_id)}" data-phase="{escape(data.phase)}">'
@@ -107,6 +107,43 @@ def _quality(d: ReportData) -> str:
         return ""
     rows = [(label, d.quality[key]) for key, label in QUALITY_ROWS if d.quality.get(key) is not None]
     return "<h2>Quality of the build</h2>" + _table(["", ""], rows)
+
+
+SPEED_HEAD = ["concurrency", "", "TTFT p50 (ms)", "TTFT p99 (ms)", "ITL p50 (ms)", "ITL p99 (ms)",
+              "output tokens/s", "failed requests"]
+
+
+def _speed(d: ReportData) -> str:
+    """The speed gate's figures per concurrency level: parent, build, and the build's change."""
+    s = d.speed
+    if not s.measured:
+        return f'<h2>Speed of the build</h2><p id="speed" class="muted">not measured ({escape(s.reason)})</p>'
+    why = f" — {escape(s.reason)}" if s.reason and s.decision != "passed" else ""
+    verdict = f'<p id="speed">speed gate: <b>{escape(s.decision)}</b>{why}</p>'
+    if not s.levels:
+        return ("<h2>Speed of the build</h2>" + verdict
+                + '<p class="muted">figures not kept in this release; see speed_gate.md on the build\'s MLflow run</p>')
+    rows = [row for level in s.levels for row in _speed_rows(level)]
+    return "<h2>Speed of the build</h2>" + verdict + _table(SPEED_HEAD, rows)
+
+
+def _speed_rows(level: SpeedLevel) -> list[tuple]:
+    def side(name: str, figures: dict) -> tuple:
+        failed = f"{figures.get('errors', '?')}/{figures.get('requests', '?')}"
+        return (level.concurrency, name, *(_figure(figures.get(k)) for k in SPEED_FIGURES), failed)
+    change = tuple(_change(level.parent.get(k), level.build.get(k)) for k in SPEED_FIGURES)
+    return [side("parent", level.parent), side("build", level.build), (level.concurrency, "build vs parent",
+                                                                       *change, "")]
+
+
+def _figure(value) -> str:
+    return f"{value:.1f}" if isinstance(value, (int, float)) else "—"
+
+
+def _change(parent, build) -> str:
+    if not isinstance(parent, (int, float)) or not isinstance(build, (int, float)) or parent <= 0:
+        return "—"
+    return f"{(build / parent - 1) * 100:+.1f}%"
 
 
 def _audit(d: ReportData) -> str:

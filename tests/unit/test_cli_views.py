@@ -99,3 +99,47 @@ def test_progress_line_reads_one_snapshot():
     assert progress_line(SNAP["quantizing"]).endswith("weights stable/candidate — · quantizing awq: layer 3/4")
     ended = progress_line(SNAP["ended"])
     assert "rolled_back" in ended and "requests" not in ended
+
+
+SERVERS = {"kind": "build", "state": "running", "attempt": 1, "step": "evaluating",
+           "detail": "starting parent and build servers on pool local", "started_at": "2026-12-02T18:05:18+00:00",
+           "servers": {"parent": "ready", "build": "starting"}, "done": 1, "total": 2}
+SCORING = {"kind": "build", "state": "running", "attempt": 1, "step": "evaluating",
+           "detail": "scoring builtin:large on pool local", "started_at": "2026-12-02T18:04:55+00:00",
+           "done": 3400, "total": 12100}
+SPEED = {"kind": "build", "state": "running", "attempt": 1, "step": "measuring speed",
+         "detail": "concurrency levels 1, 8, 32", "started_at": "2026-12-02T18:05:51+00:00",
+         "done": 1, "total": 3, "item": "concurrency 8"}
+
+
+def with_job(job):
+    return {**SNAP["quantizing"], "status": {"job": job}}
+
+
+@pytest.mark.parametrize("job,expected", [
+    (SERVERS, ("evaluating starting parent and build servers on pool local: 1/2 (parent ready, build starting)"
+               " · 42s", 1, 2)),
+    (SCORING, ("evaluating scoring builtin:large on pool local: 3400/12100 · 1m05s", 3400, 12100)),
+    (SPEED, ("measuring speed concurrency levels 1, 8, 32: 1/3 (concurrency 8) · 9s", 1, 3)),
+])
+def test_sub_steps_show_what_runs_its_count_and_elapsed_time(job, expected):
+    assert job_progress(job, NOW) == expected
+    assert job_progress(job)[0] == expected[0].rsplit(" · ", 1)[0]    # no clock, no elapsed time
+
+
+def test_the_view_draws_the_sub_step_its_bar_and_elapsed_time_from_one_snapshot():
+    view = release_view(with_job(SCORING), now=NOW)
+    text = render(view)
+    assert "job build running: evaluating scoring builtin:large on pool local: 3400/12100 · 1m05s" in text
+    bar = view.renderable.renderables[1].renderables[1]                  # header, then the job: label, bar
+    assert (bar.completed, bar.total) == (3400, 12100)
+    later = render(release_view(with_job(SCORING), now=NOW.replace(minute=8)))
+    assert "3400/12100 · 3m05s" in later                               # elapsed from the stored start
+
+
+def test_progress_line_and_status_table_show_elapsed_time():
+    from controller.cli_views import progress_line
+    assert progress_line(with_job(SERVERS), now=NOW).endswith("(parent ready, build starting) · 42s")
+    assert progress_line(with_job(SERVERS)).endswith("(parent ready, build starting)")   # stable between polls
+    text = render(status_table([with_job(SPEED)], now=NOW), width=220)
+    assert "measuring speed concurrency levels 1, 8, 32: 1/3 (concurrency 8) · 9s" in text

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.report.extract import extract, phase_changes, weights_over_time
+from controller.report.extract import extract, phase_changes, speed_summary, weights_over_time
 
 DATA = Path(__file__).parent / "data"
 
@@ -82,3 +82,38 @@ def test_a_new_release_extracts_without_status():
                "step_index": 0, "reason": "", "status": {}}
     r = extract(release, [], None, None)
     assert r.active and r.changes == [] and r.windows == [] and r.evidence == [] and r.audit == {}
+
+
+SPEED = {"measured": True, "passed": False, "action": "deploy_full_precision",
+         "reason": "speed gate failed (c=8: throughput ratio 0.61 < 0.8):\n| conc | side |",
+         "comparison": {"parent": [{"concurrency": 1, "requests": 64, "errors": 0, "ttft_p50_ms": 40.0},
+                                   {"concurrency": 8, "requests": 64, "errors": 0, "ttft_p50_ms": 60.0}],
+                        "build": [{"concurrency": 1, "requests": 64, "errors": 0, "ttft_p50_ms": 44.0},
+                                  {"concurrency": 8, "requests": 64, "errors": 1, "ttft_p50_ms": 90.0}]}}
+
+
+def test_speed_summary_pairs_each_level_and_keeps_the_decision():
+    s = speed_summary({"version": "3", "report": {"speed": SPEED}})
+    assert s.measured and s.decision == "failed: deploy_full_precision"
+    assert s.reason == "speed gate failed (c=8: throughput ratio 0.61 < 0.8)"      # the table is drawn apart
+    assert [(lv.concurrency, lv.parent["ttft_p50_ms"], lv.build["errors"]) for lv in s.levels] == \
+        [(1, 40.0, 0), (8, 60.0, 1)]
+
+
+@pytest.mark.parametrize("build, reason", [
+    ({}, "the release has no build report"),
+    ({"version": "3", "report": {"quality": {}}}, "the build report has no speed measurement"),
+    ({"version": "3", "report": {"speed": None}}, "the build report has no speed measurement"),
+    ({"version": "3", "report": {"speed": {"measured": False, "reason": "policy quality.evaluate_on is 'cpu'"}}},
+     "policy quality.evaluate_on is 'cpu'"),
+])
+def test_speed_summary_says_why_nothing_was_measured(build, reason):
+    s = speed_summary(build)
+    assert not s.measured and s.reason == reason and s.levels == [] and s.decision == ""
+
+
+def test_recorded_release_without_speed_and_old_verdicts_without_figures():
+    assert recorded("succeeded").speed.reason == "the build report has no speed measurement"
+    old = speed_summary({"version": "3", "report": {"speed": {"passed": True, "action": "proceed",
+                                                              "reason": "within limits"}}})
+    assert old.measured and old.decision == "passed" and old.levels == []

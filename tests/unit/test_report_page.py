@@ -61,3 +61,40 @@ def test_latency_per_track_against_the_fixed_thresholds():
     assert ("<tr><td>canary 50%</td><td>e2e_p99</td><td class=\"num\">1</td><td>2 (1.25%)</td>"
             "<td>8 (5.06%)</td></tr>") in html
     assert "Latency per track" not in render()            # the demo policy judges errors only
+
+
+def with_speed(speed):
+    d = copy.deepcopy(DATA)
+    d["release"]["status"]["build"]["report"]["speed"] = speed
+    return d
+
+
+LEVEL = {"requests": 64, "errors": 0, "ttft_p50_ms": 40.0, "ttft_p99_ms": 80.0, "itl_p50_ms": 10.0,
+         "itl_p99_ms": 20.0, "output_tokens_per_s": 500.0}
+
+
+def test_speed_table_per_level_with_build_against_parent_and_the_decision():
+    build = {**LEVEL, "concurrency": 8, "ttft_p50_ms": 50.0, "itl_p99_ms": None, "output_tokens_per_s": 400.0,
+             "errors": 2}
+    html = render(with_speed({"measured": True, "passed": False, "action": "fail",
+                              "reason": "speed gate failed (c=8: throughput ratio 0.80 < 0.9):\n| table |",
+                              "comparison": {"parent": [{**LEVEL, "concurrency": 8}], "build": [build]}}))
+    section = html[html.index("<h2>Speed of the build</h2>"):html.index("<h2>Audit</h2>")]
+    assert "speed gate: <b>failed: fail</b> — speed gate failed (c=8: throughput ratio 0.80 &lt; 0.9)" in section
+    assert "| table |" not in section
+    assert ("<tr><td class=\"num\">8</td><td>parent</td><td>40.0</td><td>80.0</td><td>10.0</td><td>20.0</td>"
+            "<td>500.0</td><td>0/64</td></tr>") in section
+    assert ("<tr><td class=\"num\">8</td><td>build</td><td>50.0</td><td>80.0</td><td>10.0</td><td>—</td>"
+            "<td>400.0</td><td>2/64</td></tr>") in section                       # a missing figure is a dash
+    assert ("<td>build vs parent</td><td>+25.0%</td><td>+0.0%</td><td>+0.0%</td><td>—</td><td>-20.0%</td>"
+            in section)
+    assert html.index("Quality of the build") < html.index("Speed of the build")    # next to the quality table
+
+
+def test_a_release_without_speed_measurement_says_why():
+    assert ('<p id="speed" class="muted">not measured (the build report has no speed measurement)</p>'
+            in render())
+    html = render(with_speed({"measured": False, "reason": "policy quality.evaluate_on is 'cpu'"}))
+    assert "not measured (policy quality.evaluate_on is &#x27;cpu&#x27;)" in html
+    old = render(with_speed({"passed": True, "action": "proceed", "reason": "within limits"}))
+    assert '<p id="speed">speed gate: <b>passed</b></p>' in old and "figures not kept" in old
