@@ -21,14 +21,16 @@ from policies.schema import Policy
 log = logging.getLogger(__name__)
 
 
-def apply_effects(ctx: Controller, r: Release, policy: Policy) -> None:
-    for effect in PHASES[r.phase].effects:
-        _EFFECTS[effect](ctx, r, policy)
+def apply_effects(ctx: Controller, r: Release, policy: Policy) -> bool:
+    """Apply every effect of the phase; True when the world matches it (an effect that must wait,
+    e.g. for the stable's server to come back, makes it False and is retried on the next tick)."""
+    held = [_EFFECTS[effect](ctx, r, policy) is not False for effect in PHASES[r.phase].effects]
     _status_tags(ctx, r)
+    return all(held)
 
 
-def _route(ctx: Controller, r: Release, policy: Policy) -> None:
-    ensure_routed(ctx, r, policy)
+def _route(ctx: Controller, r: Release, policy: Policy) -> bool:
+    return ensure_routed(ctx, r, policy)
 
 
 def _cancel_jobs(ctx: Controller, r: Release, policy: Policy) -> None:
@@ -59,7 +61,7 @@ def _clear_challenger(ctx: Controller, r: Release, policy: Policy) -> None:
     _best_effort(ctx.registry.delete_alias, r.model, rc.ALIAS_CHALLENGER)
 
 
-_EFFECTS: dict[Effect, Callable[[Controller, Release, Policy], None]] = {
+_EFFECTS: dict[Effect, Callable[[Controller, Release, Policy], bool | None]] = {
     Effect.ROUTE: _route,
     Effect.CANCEL_JOBS: _cancel_jobs,
     Effect.STOP_CANDIDATE: _stop_candidate,

@@ -49,10 +49,13 @@ def reconcile(ctx: Controller, release_id: str) -> Release:
         except Conflict:
             log.info("reconcile.conflict", extra={"release": r.id})  # a user action landed: act on nothing
             return ctx.store.get(release_id)
-    apply_effects(ctx, r, policy)
+    if r.phase in TERMINAL:
+        r = _settle(ctx, r, policy)
+    else:
+        apply_effects(ctx, r, policy)
     if events and events[-1].get("kind") == "transition":
         DECISION_TO_EFFECT.observe((ctx.clock() - obs.now).total_seconds())
-    return _settle(ctx, r, policy) if r.phase in TERMINAL else r
+    return r
 
 
 @lru_cache(maxsize=4096)
@@ -63,9 +66,8 @@ def _policy(store: object, release_id: str) -> Policy:
 
 def _settle(ctx: Controller, r: Release, policy: Policy) -> Release:
     """A terminal phase's effects are applied until they hold once; then the release is left alone."""
-    if r.settled:
+    if r.settled or not apply_effects(ctx, r, policy):
         return r
-    apply_effects(ctx, r, policy)
     ctx.store.mark_settled(r.id)
     return r.evolve(settled=True)
 

@@ -33,28 +33,29 @@ def candidate_weight(ctx: Controller, r: Release) -> float:
     return float(route.weights.get("candidate", 0.0)) + (100.0 if route.mirror_to == "candidate" else 0.0)
 
 
-def _route_stable(ctx: Controller, r: Release) -> None:
+def _route_stable(ctx: Controller, r: Release) -> bool:
     """All traffic to the stable version (started again if its server is gone); with no stable
-    version at all, the candidate's route is removed."""
+    version at all, the candidate's route is removed. False while the stable is not back yet."""
     if r.stable_version is None:
         if candidate_weight(ctx, r) > 0:
             ctx.router.remove(r.model)
-        return
-    if not route_stable_only(ctx, r.model, r.stable_version, r.id):
-        ensure_serving(ctx, r.model, r.stable_version, r.id)
+        return True
+    if route_stable_only(ctx, r.model, r.stable_version, r.id):
+        return True
+    ensure_serving(ctx, r.model, r.stable_version, r.id)
+    return False
 
 
-def ensure_routed(ctx: Controller, r: Release, policy: Policy) -> None:
-    """Program the split the release's phase wants, with the backends that are ready."""
+def ensure_routed(ctx: Controller, r: Release, policy: Policy) -> bool:
+    """Program the split the release's phase wants, with the backends that are ready.
+    False while a version that must take all traffic has no ready server yet."""
     if traffic_of(r) == Traffic.NEW_CHAMPION:
-        route_stable_only(ctx, r.model, candidate_version(r), r.id)
-        return
+        return route_stable_only(ctx, r.model, candidate_version(r), r.id)
     want = desired_traffic(r, policy)
     if want is None:
-        return
+        return True
     if want.candidate_weight == 0.0 and not want.mirror:
-        _route_stable(ctx, r)
-        return
+        return _route_stable(ctx, r)
     cand_v = candidate_version(r)
     stable = ctx.pool.status(r.model, r.stable_version) if r.stable_version else None
     cand = ctx.pool.status(r.model, cand_v)
@@ -73,3 +74,4 @@ def ensure_routed(ctx: Controller, r: Release, policy: Policy) -> None:
         mirror_to="candidate" if want.mirror and "candidate" in tracks else None,
         mirror_percent=want.mirror_percent, release_id=r.id,
         validators=tuple(policy.validators)))
+    return True

@@ -227,3 +227,19 @@ def test_a_judged_tick_that_decides_nothing_defers_its_figures_and_a_step_is_wri
         r = tick(ctx, r.id, traffic=(100, 0.0))
     stored = database.get(r.id)
     assert (stored.phase, stored.step_index) == (Phase.CANARY, 1)          # a decision: written at once
+
+
+def test_an_ended_release_is_not_settled_until_the_stable_takes_all_traffic_again(ctx):
+    r = start(ctx)
+    r = run_until(ctx, r.id, {Phase.CANARY}, traffic=(100, 0.0))
+    ctx.pool.stop("chat", "1")                                   # the stable's server died
+    ctx.pool.ready_immediately = False
+    ctx.store.request_action(r.id, UserAction.ABORT, ctx.clock())
+    r = tick(ctx, r.id)
+    assert r.phase == Phase.ABORTED and not ctx.store.get(r.id).settled
+    assert r.id in ctx.store.to_reconcile()                      # looked at again until it holds
+    for _ in range(5):
+        tick(ctx, r.id)                                          # the stable's download job, then its start
+    ctx.pool.make_ready("chat", "1")
+    tick(ctx, r.id)
+    assert ctx.router.weight("chat") == 0.0 and ctx.store.get(r.id).settled
