@@ -28,7 +28,7 @@ from policies.schema import Policy
 log = logging.getLogger(__name__)
 TAG_QUANTIZATION_RUN = "relctl.quantization_run_id"
 BUILD_JOB = "build"
-REUSED = "build registered before a controller restart and reused; its speed figures are on its MLflow run"
+REUSED = "build registered before a controller restart and reused; it was registered without a speed measurement"
 
 
 def observe_build(ctx: Controller, r: Release, policy: Policy) -> BuildOutcome | None:
@@ -54,9 +54,11 @@ def _build_job(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> d
                 if v.tags.get(rc.TAG_QUANTIZATION)]
     if existing:  # registered before a crash: reuse, never register twice
         v = existing[0]
+        verdict = rc.speed_from_tags(v.tags)
+        speed = speed_document(None, REUSED) if verdict is None else \
+            {"measured": True, "passed": verdict["action"] == "proceed", **verdict, "comparison": None}
         return {"version": v.version, "report": {"quality": rc.quality_from_tags(v.tags),
-                                                 "quantization": v.tags[rc.TAG_QUANTIZATION],
-                                                 "speed": speed_document(None, REUSED)}}
+                                                 "quantization": v.tags[rc.TAG_QUANTIZATION], "speed": speed}}
     try:
         with _cores_away_from_servers(ctx):
             return _build(ctx, r, policy, jc)
@@ -93,7 +95,8 @@ def _build(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[
     if speed is not None:
         _log_speed(ctx.registry.uri, run_id, speed)
     tags = {**rc.lineage_tags(r.candidate_version, spec.label(), report.metrics()),
-            rc.TAG_QUALITY_SUITE: str(policy.quality.suite), rc.TAG_RELEASE_ID: r.id, TAG_QUANTIZATION_RUN: run_id}
+            rc.TAG_QUALITY_SUITE: str(policy.quality.suite), rc.TAG_RELEASE_ID: r.id, TAG_QUANTIZATION_RUN: run_id,
+            **(rc.speed_tags(speed.action, speed.reason) if speed is not None else {})}
     version = ctx.registry.register_checkpoint(
         r.model, out, tags=tags, description=f"AWQ build of version {r.candidate_version} ({r.id})")
     log.info("quantize.registered", extra={"release": r.id, "version": version, "run_id": run_id})

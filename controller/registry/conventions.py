@@ -26,6 +26,11 @@ TAG_PARENT_VERSION = "relctl.parent_version"
 TAG_QUALITY_SUITE = "relctl.quality.suite"       # the evaluation suite the quality figures were scored on
 TAG_QUANTIZATION = "relctl.quantization"
 QUALITY_TAG_PREFIX = "relctl.quality."
+# The speed gate's verdict on a build ("proceed" | "fail" | "deploy_full_precision"), and why:
+# a build reused after a controller restart keeps the verdict it was registered with.
+TAG_SPEED_ACTION = "relctl.speed.action"
+TAG_SPEED_REASON = "relctl.speed.reason"
+MAX_TAG_VALUE = 5000                     # MLflow's limit on a tag value
 
 EXPERIMENT_NAME = "relctl-checkpoints"   # where checkpoints are logged as LoggedModels
 
@@ -77,3 +82,14 @@ def is_release_trigger(event: RegistryEvent) -> bool:
     if event.kind is EventKind.TAG_SET:
         return event.tag_key == TAG_ACTION and event.tag_value in ACTIONS
     return False
+
+
+def speed_tags(action: str, reason: str) -> dict[str, str]:
+    return {TAG_SPEED_ACTION: action, TAG_SPEED_REASON: reason[:MAX_TAG_VALUE]}
+
+
+def speed_from_tags(tags: Mapping[str, str]) -> dict[str, str] | None:
+    """The verdict written by speed_tags, or None for a build registered without a speed measurement."""
+    if TAG_SPEED_ACTION not in tags:
+        return None
+    return {"action": tags[TAG_SPEED_ACTION], "reason": tags.get(TAG_SPEED_REASON, "")}

@@ -212,3 +212,24 @@ def test_a_build_evaluated_on_cpu_says_why_its_speed_was_not_measured(ctx, monke
     assert (kept, speed) == (False, None)
     assert why == "evaluated on CPU: pool fake cannot serve the build (no 4-bit kernel on this CPU)"
     assert writes[-1]["detail"] == "scoring builtin:small on CPU (dequantized weights)" and writes[-1]["done"] == 5
+
+
+@pytest.mark.parametrize("action", ["fail", "deploy_full_precision", "proceed"])
+def test_a_build_reused_after_a_restart_keeps_its_speed_verdict(ctx, action):
+    from controller.registry import conventions as rc
+    tags = {**rc.lineage_tags("2", "awq-w4-g128", {"accuracy_drop_pct": 0.0}), rc.TAG_RELEASE_ID: "rel-1",
+            **rc.speed_tags(action, "tokens/s 0.6x of the parent (min 0.8x)")}
+    version = ctx.registry.add_version("chat", tags)          # registered by the process that crashed
+    done = quantize_stage._build_job(ctx, release(), POLICY, None)
+    speed = done["report"]["speed"]
+    assert done["version"] == version and speed["action"] == action and speed["passed"] == (action == "proceed")
+    outcome = check_gate(release(), BuildOutcome(True, version, {"quality": PASSING, "speed": speed}), POLICY)
+    assert outcome.ok == (action != "fail")
+    assert choose_artifact(ctx, release(speed))["version"] == ("2" if action == "deploy_full_precision" else "3")
+
+
+def test_a_build_reused_without_speed_tags_says_it_was_not_measured(ctx):
+    from controller.registry import conventions as rc
+    ctx.registry.add_version("chat", {**rc.lineage_tags("2", "awq-w4-g128"), rc.TAG_RELEASE_ID: "rel-1"})
+    speed = quantize_stage._build_job(ctx, release(), POLICY, None)["report"]["speed"]
+    assert speed == {"measured": False, "reason": quantize_stage.REUSED}
