@@ -122,16 +122,19 @@ def follow(stack: DemoStack, release_id: str, timeout_s: float) -> dict:
     and job progress read together; the weights are those the stored phase asks for)."""
     from controller.cli_views import progress_line
 
-    deadline, last = time.monotonic() + timeout_s, None
+    deadline, last, last_stage, printed_at = time.monotonic() + timeout_s, None, None, 0.0
     while time.monotonic() < deadline:
         release = stack.api("GET", f"/api/v1/releases/{release_id}").json()
         scrape_backends(stack)
         line = progress_line(release)
-        if line != last:
+        job = (release.get("status") or {}).get("job") or {}
+        stage = (release["phase"], release.get("step_index"), job.get("step"), job.get("detail"))
+        # A new phase, step or sub-step at once; changing counts (items scored, requests) every 10 s.
+        if stage != last_stage or (line != last and time.monotonic() - printed_at >= 10):
             started = datetime.fromisoformat(release["phase_started_at"])
             elapsed = (datetime.now(started.tzinfo) - started).total_seconds()
             say(f"{line} ({elapsed:.0f} s in phase)" + (f" — {release['reason']}" if release["reason"] else ""))
-            last = line
+            last, last_stage, printed_at = line, stage, time.monotonic()
         if release["phase"] in TERMINAL:
             return release
         time.sleep(2)
