@@ -6,6 +6,7 @@ inside a tick (it runs as jobs), so a tick is short and one worker per release i
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -13,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from controller import observability as obs
+from controller.domain.phase_table import TERMINAL
 from controller.reconcile.context import Controller
 from controller.reconcile.loop import reconcile
 
@@ -48,16 +50,21 @@ class ReleaseWorkers:
         return True
 
     def _run(self, release_id: str) -> None:
-        started = time.perf_counter()
+        started, ended = time.perf_counter(), False
         try:
-            reconcile(self.ctx, release_id)
+            r = reconcile(self.ctx, release_id)
+            ended = r.phase in TERMINAL and r.settled
         except Exception:
             obs.RECONCILE_ERRORS.inc()
             log.exception("reconcile.error", extra={"release": release_id})
         finally:
             seconds = time.perf_counter() - started
             obs.TICK_SECONDS.observe(seconds)
-            obs.RELEASE_TICK_SECONDS.labels(release_id).set(seconds)
+            if ended:        # an ended, settled release is not ticked again: drop its series
+                with contextlib.suppress(KeyError):
+                    obs.RELEASE_TICK_SECONDS.remove(release_id)
+            else:
+                obs.RELEASE_TICK_SECONDS.labels(release_id).set(seconds)
             with self._lock:
                 self._busy.discard(release_id)
 

@@ -158,6 +158,7 @@ def test_a_stuck_release_never_delays_another(ctx, monkeypatch):
             blocked.set()
             unblock.wait(10)
         seen.append(release_id)
+        return ctx_.store.get(release_id)
 
     monkeypatch.setattr("controller.reconcile.workers.reconcile", fake_reconcile)
     workers = ReleaseWorkers(ctx, max_workers=4)
@@ -243,3 +244,20 @@ def test_an_ended_release_is_not_settled_until_the_stable_takes_all_traffic_agai
     ctx.pool.make_ready("chat", "1")
     tick(ctx, r.id)
     assert ctx.router.weight("chat") == 0.0 and ctx.store.get(r.id).settled
+
+
+def test_the_per_release_tick_series_is_dropped_once_a_release_has_ended(ctx):
+    from prometheus_client import REGISTRY
+    r = start(ctx)
+    workers = ReleaseWorkers(ctx, max_workers=1)
+
+    def last_tick():
+        workers.kick(r.id)
+        workers._pool.submit(lambda: None).result(5)     # one worker: the kick has run
+        return REGISTRY.get_sample_value("relctl_release_last_tick_seconds", {"release": r.id})
+    try:
+        assert last_tick() is not None
+        ctx.store.request_action(r.id, UserAction.ABORT, ctx.clock())
+        assert last_tick() is None
+    finally:
+        workers.shutdown()
