@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from policies.durations import duration
+
 
 class SloObjective(BaseModel):
     """An absolute objective, e.g. p99 end to end <= 0.5 s: at most 1 - quantile of the
@@ -18,8 +20,8 @@ class SloObjective(BaseModel):
 
     metric: Literal["e2e", "ttft"]
     quantile: float = Field(gt=0, lt=1, description="e.g. 0.99 for a p99 objective")
-    max_seconds: float = Field(gt=0, le=60, description="latency the quantile must not exceed; a bucket edge of "
-                                                        "the gateway's histograms, else the next lower edge is used")
+    max_seconds: float = duration(..., le=60, description="latency the quantile must not exceed; a bucket edge of "
+                                                           "the gateway's histograms, else the next lower edge is used")
 
 
 class AnalysisPolicy(BaseModel):
@@ -73,11 +75,11 @@ class AnalysisPolicy(BaseModel):
     # Promotion and timing, per window (shadow phase or canary step).
     min_requests: int = Field(
         50, ge=1, description="candidate requests (canary) or mirrored pairs (shadow) per window before promotion")
-    min_soak_seconds: float = Field(30, ge=0, description="counted seconds per window before promotion")
-    settle_seconds: float = Field(5, ge=0,
-                                  description="wait after a window starts before counting (>= 2 scrape intervals)")
-    max_window_seconds: float = Field(1800, gt=0, description="no decision after this long pauses the release")
-    max_inconclusive_seconds: float = Field(120, gt=0, description="metrics missing this long pauses the release")
+    min_soak_seconds: float = duration(30, allow_zero=True, description="counted seconds per window before promotion")
+    settle_seconds: float = duration(5, allow_zero=True,
+                                     description="wait after a window starts before counting (>= 2 scrape intervals)")
+    max_window_seconds: float = duration(1800, description="no decision after this long pauses the release")
+    max_inconclusive_seconds: float = duration(120, description="metrics missing this long pauses the release")
     # Hard guards act at once.
     max_error_rate: float = Field(0.2, gt=0, le=1,
                                   description="hard guard: candidate error rate that rolls back at once")
@@ -85,7 +87,7 @@ class AnalysisPolicy(BaseModel):
     guard_alpha: float = Field(0.001, gt=0, lt=0.5, description="the hard guard also needs the candidate's share of "
                                                                "errors to exceed its traffic share at this level")
     # Environment health: hold (no step advance, no hard guard) while the stable itself is unwell.
-    health_window_seconds: float = Field(15, gt=0, description="recent stretch over which the stable's health is read")
+    health_window_seconds: float = duration(15, description="recent stretch over which the stable's health is read")
     health_factor: float = Field(3.0, gt=1, description="hold when the stable's recent error rate is confidently above "
                                                         "this multiple of its own baseline in this release")
     health_min_rate: float = Field(0.02, ge=0, lt=1, description="a stable error rate confidently below this is "
@@ -93,7 +95,7 @@ class AnalysisPolicy(BaseModel):
     health_alpha: float = Field(0.001, gt=0, lt=0.5, description="confidence of the 'stable unhealthy' call")
     max_overload_rate: float = Field(0.02, ge=0, lt=1, description="hold when more than this share of recent requests "
                                                                   "got the pool's overload answer")
-    max_hold_seconds: float = Field(900, gt=0, description="holding this long pauses the release")
+    max_hold_seconds: float = duration(900, description="holding this long pauses the release")
     # Low traffic: what the release does when a step cannot decide within its time.
     low_traffic: Literal["lengthen", "shadow", "none"] = Field(
         "shadow", description="when the estimated time to decide exceeds a step: 'lengthen' the steps, keep the "

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from policies.durations import duration
+
 
 class EvaluationPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     cron: str | None = Field(None, description="5-field crontab in UTC, e.g. '0 3 * * *' (03:00 daily)")
-    interval_seconds: float | None = Field(None, gt=0, le=30 * 24 * 3600, strict=True,
-                                           description="instead of cron: every N seconds (tests, demos)")
+    interval_seconds: float | None = duration(None, description="instead of cron: every N seconds (tests, demos)")
     suites: list[str] = Field(default_factory=lambda: ["builtin:small"], min_length=1,
                               description="evaluation suites (quantize/suites.py): builtin:NAME or a JSONL path")
     max_accuracy_drop_pct: float = Field(
@@ -23,8 +24,8 @@ class EvaluationPolicy(BaseModel):
         2.0, ge=0, description="points of answers passing the policy's output validators it may lose")
     misfire_grace_seconds: int = Field(
         3600, ge=1, description="a run missed (controller down) still runs this late; older ones are skipped")
-    timeout_seconds: float = Field(1800, gt=0, le=24 * 3600,
-                                   description="a run longer than this loses its lock (another replica may take over)")
+    timeout_seconds: float = duration(
+        1800, le=24 * 3600, description="a run longer than this loses its lock (another replica may take over)")
     parallel: int = Field(4, ge=1, le=64, description="requests in flight to the gateway")
 
     @field_validator("cron")

@@ -10,24 +10,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from policies.analysis import AnalysisPolicy
+from policies.durations import MAX_DURATION_SECONDS, duration
 from policies.evaluation import EvaluationPolicy
 from policies.kubernetes import KubernetesPolicy
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-# Durations are finite numbers of seconds: strict, so YAML's `yes` (a bool) and `.inf` are
-# refused instead of read as 1 s or forever; capped, so no timedelta overflows later.
-MAX_DURATION_SECONDS = 30 * 24 * 3600
-
-
-def duration(default: float, *, allow_zero: bool = False, description: str | None = None):
-    """A policy field holding seconds: > 0 (or >= 0 with allow_zero), finite, at most 30 days."""
-    bound = {"ge": 0} if allow_zero else {"gt": 0}
-    return Field(default, strict=True, allow_inf_nan=False, le=MAX_DURATION_SECONDS,
-                 description=description, **bound)
 
 
 class QuantizePolicy(_Strict):

@@ -112,3 +112,33 @@ def test_watch_specs_keep_reading_operator_files(tmp_path):
     path = write(tmp_path, "name: watched\n")
     assert load_policy(watch_policy_ref(str(path))).name == "watched"
     assert watch_policy_ref("demo") == "demo"
+
+
+@pytest.mark.parametrize("section, field, value", [
+    ("analysis", "max_inconclusive_seconds", "yes"),
+    ("analysis", "max_inconclusive_seconds", ".inf"),
+    ("analysis", "min_soak_seconds", "-.inf"),
+    ("analysis", "settle_seconds", ".nan"),
+    ("analysis", "max_window_seconds", "'60'"),
+    ("analysis", "max_hold_seconds", "on"),
+    ("analysis", "health_window_seconds", "1e300"),
+    ("evaluation", "timeout_seconds", "true"),
+    ("evaluation", "interval_seconds", ".inf"),
+])
+def test_every_duration_refuses_booleans_strings_and_non_finite_values(tmp_path, section, field, value):
+    with pytest.raises(PolicyError) as err:
+        load_policy(write(tmp_path, f"name: x\n{section}:\n  {field}: {value}\n"))
+    assert f"{section}.{field} (line 3)" in str(err.value)
+
+
+def test_slo_latency_bound_is_a_finite_number(tmp_path):
+    text = "name: x\nanalysis:\n  slo:\n    - {metric: e2e, quantile: 0.99, max_seconds: yes}\n"
+    with pytest.raises(PolicyError, match="max_seconds"):
+        load_policy(write(tmp_path, text))
+
+
+def test_numeric_durations_still_load(tmp_path):
+    text = "name: x\nanalysis:\n  max_inconclusive_seconds: 45\n  settle_seconds: 0\n  min_soak_seconds: 2.5\n"
+    policy = load_policy(write(tmp_path, text))
+    assert (policy.analysis.max_inconclusive_seconds, policy.analysis.settle_seconds) == (45, 0)
+    assert policy.analysis.min_soak_seconds == 2.5
