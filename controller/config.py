@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from controller.backends import check_name
 from controller.k8s.settings import KubernetesSettings
 from controller.notify.settings import NotificationSettings
+from controller.tenants import TenantSettings, check_tenants
 
 
 class WatchedModel(BaseModel):
@@ -46,6 +47,8 @@ class Settings(BaseSettings):
     webhook_url: str = ""                             # this API's /webhooks/mlflow as MLflow reaches it
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)   # pool/router on a cluster
+    # tenant -> its models (and namespace); tokens "ROLE@TENANT:TOKEN" see only those (controller/tenants.py)
+    tenants: dict[str, TenantSettings] = Field(default_factory=dict)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
@@ -53,6 +56,11 @@ class Settings(BaseSettings):
     @classmethod
     def _known_backend(cls, name: str, info) -> str:
         return check_name(info.field_name, name)
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenants(cls, tenants: dict[str, TenantSettings]) -> dict[str, TenantSettings]:
+        return dict(check_tenants(tenants))
 
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{(self.workdir / 'relctl.db').resolve()}"
