@@ -276,10 +276,13 @@ class Driver:
             stats.sort_stats("tottime").print_stats(top)
 
     def _run(self) -> None:
+        """At a fixed rate, as the server's APScheduler interval job (a late tick starts the next at once)."""
+        due = time.monotonic()
         while not self._stop.is_set():
             self.workers.tick()
             self.ticks += 1
-            self._stop.wait(self.tick_seconds)
+            due = max(due + self.tick_seconds, time.monotonic() - self.tick_seconds)
+            self._stop.wait(max(0.0, due - time.monotonic()))
 
     def stop(self) -> None:
         self._stop.set()

@@ -11,7 +11,6 @@ the benchmark and the tests).
 """
 from __future__ import annotations
 
-import functools
 import math
 import threading
 from collections.abc import Callable
@@ -135,18 +134,23 @@ def ville(alpha: float) -> Thresholds:
     return Thresholds(1 / alpha, 1 / alpha, alpha)
 
 
+_computed: dict[tuple[float, CountSpec, float, int], Thresholds] = {}
 _one_at_a_time = threading.Lock()
 
 
 def step_thresholds(rho: float, spec: CountSpec, later_factor: float, max_events: int = 1000) -> Thresholds:
-    """`_step_thresholds`, cached. Computed one at a time: when many canaries start together,
-    the first computes each share's thresholds and the others wait for the cached result
-    instead of all computing it (it is CPU-bound, so waiting costs nothing)."""
-    with _one_at_a_time:
-        return _step_thresholds(rho, spec, later_factor, max_events)
+    """`_step_thresholds`, cached (a few shares and metrics: a handful of entries). A miss is
+    computed under a lock, so when many canaries start together the first computes each
+    share's thresholds and the others wait for it instead of all computing it; a hit takes
+    no lock (every judgment asks)."""
+    key = (rho, spec, later_factor, max_events)
+    hit = _computed.get(key)
+    if hit is None:
+        with _one_at_a_time:
+            hit = _computed.get(key) or _computed.setdefault(key, _step_thresholds(*key))
+    return hit
 
 
-@functools.lru_cache(maxsize=128)
 def _step_thresholds(rho: float, spec: CountSpec, later_factor: float, max_events: int) -> Thresholds:
     """Spend the false-alarm budget that Ville's 1/alpha leaves unused in the first step.
 

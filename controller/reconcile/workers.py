@@ -38,6 +38,7 @@ class ReleaseWorkers:
             if self.kick(release_id):
                 started += 1
         obs.RUNNING_JOBS.set(self.ctx.jobs.running_here())
+        self.ctx.store.flush_figures()   # the judges' running figures, one transaction per tick
         return started
 
     def kick(self, release_id: str) -> bool:
@@ -70,3 +71,4 @@ class ReleaseWorkers:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.ctx.store.flush_figures(older_than=0)

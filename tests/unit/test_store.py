@@ -79,15 +79,17 @@ def _canary(store):
     return store.save(r, r.evolve(phase=Phase.CANARY, status={"n": 0}), [dict(kind="transition", reason="go")], NOW)
 
 
-def test_running_figures_are_written_behind_and_read_back_meanwhile(store, tmp_path):
-    r = _canary(store)                       # just written: the next figures wait
+def test_running_figures_are_written_behind_in_batches_and_read_back_meanwhile(store):
+    r = _canary(store)                       # just written
     other = ReleaseStore(store._sessions)    # a second process reading the database
     r = store.save(r, r.evolve(status={"n": 1}), [], NOW, volatile=True)
-    assert store.get(r.id).status == {"n": 1}          # this process sees the newest figures
+    assert store.get(r.id).status == {"n": 1} and store.list()[0].status == {"n": 1}   # this process: newest
     assert other.get(r.id).status == {"n": 0}          # not yet in the database
-    store.volatile_write_seconds = 0.0                 # the deferral has run out
-    store.save(r, r.evolve(status={"n": 2}), [], NOW, volatile=True)
-    assert other.get(r.id).status == {"n": 2}
+    assert store.flush_figures() == 0                  # written less than volatile_write_seconds ago
+    assert store.flush_figures(older_than=0) == 1
+    stored = other.get(r.id)
+    assert stored.status == {"n": 1} and stored.row_version == r.row_version   # figures only: no new version
+    assert store.flush_figures(older_than=0) == 0      # nothing new to write
 
 
 def test_a_decision_or_an_event_is_never_deferred(store):
@@ -105,9 +107,10 @@ def test_a_user_action_keeps_the_unwritten_figures_and_another_writer_wins(store
     store.request_action(r.id, UserAction.PAUSE, NOW)       # through this store: based on the newest figures
     stored = ReleaseStore(store._sessions).get(r.id)
     assert stored.requested_action == UserAction.PAUSE and stored.status == {"n": 1}
-    r = store.save(store.get(r.id), stored.evolve(status={"n": 5}), [], NOW, volatile=True)  # deferred again
+    r = store.save(store.get(r.id), stored.evolve(status={"n": 5}), [], NOW, volatile=True)  # kept here
     other = ReleaseStore(store._sessions)
     other.request_action(r.id, UserAction.ABORT, NOW)       # another process writes the row
+    assert store.flush_figures(older_than=0) == 1           # tried, and left the newer row alone
     fresh = store.get(r.id)
     assert fresh.requested_action == UserAction.ABORT and fresh.status == {"n": 1}   # its write wins
     with pytest.raises(Conflict):
