@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     from controller.scheduler.cli import add_evals_command
     add_evals_command(sub)           # relctl evals list|run|history MODEL
     from controller.k8s.cli import add_parser as add_k8s_command
-    add_k8s_command(sub)             # relctl k8s render
+    add_k8s_command(sub)             # relctl k8s render, relctl k8s tenants
     return p
 
 

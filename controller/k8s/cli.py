@@ -1,4 +1,5 @@
-"""`relctl k8s render`: print every object relctl would apply for a version, as YAML.
+"""`relctl k8s render`: print every object relctl would apply for a version, as YAML;
+`relctl k8s tenants`: every tenant's Namespace, ServiceAccount, Role and RoleBinding.
 
 For review by a platform team or for GitOps; nothing is sent to a cluster.
 """
@@ -9,7 +10,7 @@ import sys
 
 import yaml
 
-from controller.k8s import render
+from controller.k8s import render, tenants as k8s_tenants
 from policies.kubernetes import policy_section
 from controller.k8s.settings import KubernetesSettings
 from controller.traffic.base import Backend, RouteSpec
@@ -28,6 +29,9 @@ def add_parser(sub) -> None:
     r.add_argument("--weight", type=float, default=None, help="candidate percent with --stable (default 0)")
     r.add_argument("--config", default=None, help="settings YAML; its `kubernetes:` section is used")
     r.set_defaults(func=run_render)
+    t = ksub.add_parser("tenants", help="print every tenant's Namespace, ServiceAccount, Role and RoleBinding")
+    t.add_argument("--config", default=None, help="settings YAML; its `tenants:` and `kubernetes:` sections are used")
+    t.set_defaults(func=run_tenants)
 
 
 def run_render(args) -> int:
@@ -40,12 +44,29 @@ def run_render(args) -> int:
 
 
 def render_yaml(args) -> str:
+    """A tenant's model: its tenant's objects first, then the version's in the tenant's namespace."""
+    from controller.tenants import tenant_of
     from policies.loader import load_policy
-    k, mlflow_uri = _settings(args.config)
+    k, mlflow_uri, tenants = _settings(args.config)
     section = policy_section(load_policy(args.policy))
-    objs = render.version_objects(k, args.model, args.version, section, mlflow_uri)
+    tenant = tenant_of(tenants, args.model)
+    objs = k8s_tenants.tenant_objects(k, tenant, tenants[tenant]) if tenant else []
+    objs += render.version_objects(k8s_tenants.for_model(k, tenants, args.model), args.model, args.version,
+                                   section, mlflow_uri)
     objs.append(_route(k, args))
     return yaml.safe_dump_all(objs, sort_keys=False)
+
+
+def run_tenants(args) -> int:
+    from controller.cli import CliError
+    try:
+        k, _, tenants = _settings(args.config)
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc)) from None
+    if not tenants:
+        raise CliError("no tenants configured: add a `tenants:` section to the settings")
+    print(yaml.safe_dump_all(k8s_tenants.all_tenant_objects(k, tenants), sort_keys=False), end="")
+    return 0
 
 
 def _route(k: KubernetesSettings, args) -> dict:
@@ -62,12 +83,12 @@ def _route(k: KubernetesSettings, args) -> dict:
     return http_route(k, spec)
 
 
-def _settings(path: str | None) -> tuple[KubernetesSettings, str]:
-    """The `kubernetes:` settings and MLflow's URI as pods see it."""
+def _settings(path: str | None) -> tuple[KubernetesSettings, str, dict]:
+    """The `kubernetes:` settings, MLflow's URI as pods see it, and the tenants."""
     from controller.config import load_settings
     settings = load_settings(path)
     k = settings.kubernetes
-    return k, k.mlflow_uri or settings.mlflow_uri
+    return k, k.mlflow_uri or settings.mlflow_uri, settings.tenants
 
 
 def main(argv: list[str] | None = None) -> int:

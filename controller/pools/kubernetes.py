@@ -2,8 +2,10 @@
 
 The cluster is the state: every call reads it (a restarted controller adopts what it
 finds), every write is a server-side apply of the rendered objects (controller/k8s/render.py),
-so `ensure` is idempotent. After promotion `retire` keeps the previous champion warm, out of
-rotation, for the policy's standby_seconds; `reap_standbys` removes it afterwards.
+so `ensure` is idempotent. A tenant's model servers go in the tenant's namespace and run as its
+ServiceAccount (controller/k8s/tenants.py); other models in the pool's. After promotion
+`retire` keeps the previous champion warm, out of rotation, for the policy's standby_seconds;
+`reap_standbys` removes it afterwards.
 """
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from controller.k8s import health, names, render
+from controller.k8s import health, names, render, tenants as k8s_tenants
 from controller.k8s.api import KubeApi
 from policies.kubernetes import KubernetesPolicy
 from controller.k8s.settings import KubernetesSettings
 from controller.pools.base import Served
+from controller.tenants import Tenants
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +31,10 @@ VLLM_PODS = "app.kubernetes.io/name=vllm,app.kubernetes.io/managed-by=relctl"
 class KubernetesPool:
     def __init__(self, api: KubeApi, k: KubernetesSettings, *, mlflow_uri: str,
                  policy_for: Callable[[str], KubernetesPolicy] = lambda model: KubernetesPolicy(),
-                 clock: Callable[[], float] = time.time, name: str = "kubernetes"):
+                 clock: Callable[[], float] = time.time, name: str = "kubernetes", tenants: Tenants | None = None):
         self.name = name
         self._api, self._k, self._mlflow_uri = api, k, mlflow_uri
+        self._tenants = tenants or {}
         self._policy_for, self._clock = policy_for, clock
 
     def can_serve(self, quantization: str | None) -> tuple[bool, str]:
@@ -44,21 +48,21 @@ class KubernetesPool:
         """Apply the version's objects (the pods fetch the model from MLflow: artifact_dir is unused)."""
         for obj in self._objects(model, version):
             self._api.apply(obj)
-        log.info("pool.apply", extra={"model": model, "version": version, "namespace": self._k.namespace})
+        log.info("pool.apply", extra={"model": model, "version": version, "namespace": self._k_for(model).namespace})
         return self.status(model, version) or self._served(model, version, "starting", "applied")
 
     def status(self, model: str, version: str) -> Served | None:
-        dep = self._api.get("apps/v1", "Deployment", self._k.namespace, names.version_name(model, version))
+        ns = self._k_for(model).namespace
+        dep = self._api.get("apps/v1", "Deployment", ns, names.version_name(model, version))
         if dep is None:
             return None
         if _standby_until(dep) is not None:
             return self._served(model, version, "stopped", "hot standby, out of rotation")
-        pods = self._api.list("v1", "Pod", self._k.namespace,
-                              labels=f"{names.INSTANCE_LABEL}={names.version_name(model, version)}")
+        pods = self._api.list("v1", "Pod", ns, labels=f"{names.INSTANCE_LABEL}={names.version_name(model, version)}")
         h = health.assess(dep, pods, self._k.crashloop_restarts)
         detail = h.detail
         if h.state == "failed" and h.pod:
-            events = self._api.list("v1", "Event", self._k.namespace,
+            events = self._api.list("v1", "Event", ns,
                                     fields=f"involvedObject.kind=Pod,involvedObject.name={h.pod}")
             warning = health.latest_warning(events)
             detail += f"; event {warning}" if warning else ""
@@ -71,7 +75,7 @@ class KubernetesPool:
         log.info("pool.stop", extra={"model": model, "version": version})
 
     def stop_all(self) -> None:
-        for dep in self._api.list("apps/v1", "Deployment", self._k.namespace, labels=VLLM_PODS):
+        for dep in self._deployments():
             model, version = _identity(dep)
             self.stop(model, version)
 
@@ -81,7 +85,7 @@ class KubernetesPool:
         if seconds <= 0:
             return self.stop(model, version)
         until = dt.datetime.fromtimestamp(self._clock() + seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        dep = render.deployment(self._k, model, version, self._mlflow)
+        dep = render.deployment(self._k_for(model), model, version, self._mlflow)
         dep["metadata"]["annotations"][names.STANDBY_ANNOTATION] = until
         self._api.apply(dep)
         log.info("pool.standby", extra={"model": model, "version": version, "until": until})
@@ -89,7 +93,7 @@ class KubernetesPool:
     def reap_standbys(self) -> list[tuple[str, str]]:
         """Stop every standby whose time is up; the (model, version) pairs stopped."""
         reaped = []
-        for dep in self._api.list("apps/v1", "Deployment", self._k.namespace, labels=VLLM_PODS):
+        for dep in self._deployments():
             until = _standby_until(dep)
             if until is not None and until <= self._clock():
                 self.stop(*_identity(dep))
@@ -100,11 +104,19 @@ class KubernetesPool:
     def _mlflow(self) -> str:
         return self._k.mlflow_uri or self._mlflow_uri
 
+    def _k_for(self, model: str) -> KubernetesSettings:
+        return k8s_tenants.for_model(self._k, self._tenants, model)
+
+    def _deployments(self) -> list[dict]:
+        """relctl's vLLM Deployments in the pool's namespace and every tenant's."""
+        return [dep for ns in k8s_tenants.namespaces(self._k, self._tenants)
+                for dep in self._api.list("apps/v1", "Deployment", ns, labels=VLLM_PODS)]
+
     def _objects(self, model: str, version: str) -> list[dict]:
-        return render.version_objects(self._k, model, version, self._policy_for(model), self._mlflow)
+        return render.version_objects(self._k_for(model), model, version, self._policy_for(model), self._mlflow)
 
     def _served(self, model: str, version: str, state: str, detail: str) -> Served:
-        return Served(model, version, render.service_url(self._k, model, version), state, detail)
+        return Served(model, version, render.service_url(self._k_for(model), model, version), state, detail)
 
 
 def _identity(dep: dict) -> tuple[str, str]:
@@ -132,4 +144,5 @@ def build(settings, sessions) -> KubernetesPool:
     from controller.k8s.api import api_client
     k = settings.kubernetes
     api = KubeApi(api_client(k), timeout=k.request_timeout_seconds)
-    return KubernetesPool(api, k, mlflow_uri=settings.mlflow_uri, policy_for=policy_lookup(settings))
+    return KubernetesPool(api, k, mlflow_uri=settings.mlflow_uri, policy_for=policy_lookup(settings),
+                          tenants=getattr(settings, "tenants", None))
