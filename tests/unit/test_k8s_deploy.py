@@ -51,9 +51,10 @@ def test_the_role_allows_every_object_the_backends_touch():
         objs.append(routes.http_route(k, RouteSpec("m", (Backend("stable", "http://x", "1"),), {"stable": 100.0})))
         for obj in objs:
             group = obj["apiVersion"].rpartition("/")[0]
-            for verb in ("get", "patch", "delete"):
+            for verb in ("get", "create", "patch", "delete"):   # an apply that creates is authorized as create
                 assert (group, PLURALS[obj["kind"]], verb) in allowed, (obj["kind"], verb)
-    for need in [("batch", "jobs", "get"), ("batch", "jobs", "patch"), ("batch", "jobs", "delete"),
+    for need in [("batch", "jobs", "get"), ("batch", "jobs", "create"), ("batch", "jobs", "patch"),
+                 ("batch", "jobs", "delete"),
                  ("", "pods", "list"), ("", "events", "list"), ("apps", "deployments", "list"),
                  ("coordination.k8s.io", "leases", "create"), ("coordination.k8s.io", "leases", "update")]:
         assert need in allowed, need
