@@ -100,10 +100,19 @@ def _build(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[
     version = ctx.registry.register_checkpoint(
         r.model, out, tags=tags, description=f"AWQ build of version {r.candidate_version} ({r.id})")
     log.info("quantize.registered", extra={"release": r.id, "version": version, "run_id": run_id})
-    if kept and not ctx.pool.adopt(r.model, evaluation_labels(r.id)["build"], version):
-        ctx.pool.stop(r.model, evaluation_labels(r.id)["build"])
+    if kept:
+        hand_over_build_server(ctx, r, version, deployed=speed is None or speed.action == "proceed")
     return {"version": version, "report": {"quality": report.to_dict(), "quantization": spec.label(),
                                            "run_id": run_id, "speed": speed_document(speed, not_measured)}}
+
+
+def hand_over_build_server(ctx: Controller, r: Release, version: str, deployed: bool) -> None:
+    """The build's evaluation server becomes the candidate's server when the build is what gets
+    deployed (one cold start less); otherwise it is stopped, not left holding a core while the
+    full-precision candidate starts."""
+    label = evaluation_labels(r.id)["build"]
+    if not (deployed and ctx.pool.adopt(r.model, label, version)):
+        ctx.pool.stop(r.model, label)
 
 
 def speed_document(speed, not_measured: str | None) -> dict[str, Any]:

@@ -233,3 +233,13 @@ def test_a_build_reused_without_speed_tags_says_it_was_not_measured(ctx):
     ctx.registry.add_version("chat", {**rc.lineage_tags("2", "awq-w4-g128"), rc.TAG_RELEASE_ID: "rel-1"})
     speed = quantize_stage._build_job(ctx, release(), POLICY, None)["report"]["speed"]
     assert speed == {"measured": False, "reason": quantize_stage.REUSED}
+
+
+@pytest.mark.parametrize("deployed", [True, False])
+def test_the_build_server_is_adopted_only_when_the_build_is_deployed(ctx, deployed):
+    r = release()
+    ctx.pool.ensure("chat", evaluation_servers.evaluation_labels(r.id)["build"], None)
+    quantize_stage.hand_over_build_server(ctx, r, "3", deployed=deployed)
+    label = evaluation_servers.evaluation_labels(r.id)["build"]
+    assert (ctx.pool.status("chat", "3") is not None) == deployed      # the candidate's server, no new start
+    assert ctx.pool.status("chat", label) is None                       # the label is gone either way
