@@ -1,5 +1,6 @@
-"""Prometheus down while a canary is judged: no reading is no verdict, and after
-`analysis.max_inconclusive_seconds` the release pauses — never a promotion, however long it soaked.
+"""Prometheus down while a canary is judged (stopped: connections refused; hung: SIGSTOP, reads time
+out): no reading is no verdict, and after `analysis.max_inconclusive_seconds` the release pauses —
+never a promotion, however long it soaked. A hung server costs a tick one read timeout, not more.
 
 Real: Prometheus scraping the gateway's own metric families (GatewayMetrics, served over HTTP
 and fed here as the gateway would), the PrometheusProvider, the analyzer, the store and the loop.
@@ -7,6 +8,8 @@ In-memory: pool, router and registry (tests/fakes).
 """
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -26,6 +29,7 @@ POLICY = {"name": "outage", "quantize": {"enabled": False}, "shadow": {"duration
           "canary": {"steps": [20], "step_seconds": 30},
           "analysis": {"settle_seconds": 0, "min_requests": 20, "min_soak_seconds": 5, "latency_metrics": [],
                        "max_inconclusive_seconds": 30}}
+READ_TIMEOUT_S = 3.0
 
 
 class Traffic:
@@ -49,11 +53,13 @@ class Traffic:
         self._server.shutdown()
 
 
-def test_prometheus_down_is_inconclusive_then_pauses_never_promotes(tmp_path):
+@pytest.mark.parametrize("outage", ["stopped", "hung"])
+def test_prometheus_down_is_inconclusive_then_pauses_never_promotes(tmp_path, outage):
     ctx = make_controller(tmp_path)
     release = ctx.store.create("chat", "2", "1", POLICY, ctx.clock())
     prom = PrometheusServer(tmp_path / "prometheus").start()
-    ctx.metrics = PrometheusProvider(prom.url, timeout_seconds=2)
+    pid = prom._proc.pid
+    ctx.metrics = PrometheusProvider(prom.url, timeout_seconds=READ_TIMEOUT_S)
     traffic = Traffic(release.id)
     try:
         prom.add_target(f"127.0.0.1:{traffic.port}", name="gateway")
@@ -66,17 +72,22 @@ def test_prometheus_down_is_inconclusive_then_pauses_never_promotes(tmp_path):
                 break
         assert r.phase == Phase.CANARY and r.status["verdict"]["decision"] == "continue", r.status.get("verdict")
 
-        prom.stop()
+        if outage == "stopped":
+            prom.stop()
+        else:
+            os.kill(pid, signal.SIGSTOP)
         ctx.clock.advance(2)
         started = time.monotonic()
         r = reconcile(ctx, r.id)
-        assert time.monotonic() - started < 10                # a failed read gives up quickly
+        assert time.monotonic() - started < 1.8 * READ_TIMEOUT_S   # one timeout at most, never retried
         assert r.phase == Phase.CANARY and r.status["verdict"]["decision"] == "inconclusive"
         assert r.status["verdict"]["reason"].startswith("metrics unavailable: query failed")
         for _ in range(4):                                    # past max_inconclusive_seconds and the step's soak
             ctx.clock.advance(10)
             r = reconcile(ctx, r.id)
     finally:
+        if outage == "hung":
+            os.kill(pid, signal.SIGCONT)
         traffic.stop()
         prom.stop()
 

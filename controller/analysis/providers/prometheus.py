@@ -45,8 +45,10 @@ class PrometheusProvider:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"Prometheus URL must start with http:// or https://, got {url!r}")
         self.url = url.rstrip("/")
-        # One quick retry: a tick is a few seconds, and a failed read is simply inconclusive.
-        retry = Retry(total=1, backoff_factor=0.1, status_forcelist=(502, 503, 504), allowed_methods=("GET",))
+        # One quick retry: a tick is a few seconds, and a failed read is simply inconclusive. A read
+        # timeout is not retried: a hung server would only double the time the tick waits.
+        retry = Retry(total=1, read=0, backoff_factor=0.1, status_forcelist=(502, 503, 504),
+                      allowed_methods=("GET",))
         self._prom = PrometheusConnect(url=self.url, disable_ssl=True, timeout=timeout_seconds, retry=retry)
 
     def read(self, model: str, release_id: str, thresholds: Mapping[str, float]) -> Measurement:
