@@ -1,7 +1,8 @@
 """Parent and build served side by side on the release's pool, only while they are measured.
 
-The build's server may be kept (`keep_build`) so that, once the build is registered, the
-pool adopts it as the candidate's server: one vLLM cold start less per release.
+Both servers may be kept (`keep`) so that, once the build is registered, the pool adopts the
+one that will be deployed as the candidate's server — the build's, or the parent's when the
+speed gate sends the full-precision candidate: one vLLM cold start less per release.
 """
 from __future__ import annotations
 
@@ -37,9 +38,9 @@ ServerStates = Callable[[dict[str, str]], None]   # e.g. {"parent": "ready", "bu
 @contextmanager
 def served_pair(pool: Pool, model: str, release_id: str, parent_dir: Path, build_dir: Path,
                 timeout_s: float, cancel: threading.Event | None = None,
-                keep_build: bool = False, on_progress: ServerStates | None = None) -> Iterator[ServedPair]:
+                keep: bool = False, on_progress: ServerStates | None = None) -> Iterator[ServedPair]:
     """Start both servers, wait until ready (or cancelled) and stop them after the measurement;
-    with `keep_build` the build's server stays up when all went well (to be adopted).
+    with `keep` both stay up when all went well (one to be adopted, see hand_over).
     on_progress gets each server's state whenever one changes (starting -> ready)."""
     labels = evaluation_labels(release_id)
     ok = False
@@ -50,9 +51,17 @@ def served_pair(pool: Pool, model: str, release_id: str, parent_dir: Path, build
         yield ServedPair(urls["parent"], urls["build"], model, where=f"pool {pool.name}")
         ok = True
     finally:
-        pool.stop(model, labels["parent"])
-        if not (ok and keep_build):
-            pool.stop(model, labels["build"])
+        if not (ok and keep):
+            for label in labels.values():
+                pool.stop(model, label)
+
+
+def hand_over(pool: Pool, model: str, release_id: str, side: str | None, version: str) -> None:
+    """Adopt the kept evaluation server of `side` ("parent" or "build"; None: neither) as
+    `version`'s server and stop the other, so no kept server holds a core for nothing."""
+    for name, label in evaluation_labels(release_id).items():
+        if not (name == side and pool.adopt(model, label, version)):
+            pool.stop(model, label)
 
 
 def wait_ready(pool: Pool, model: str, version: str, timeout_s: float,

@@ -20,7 +20,7 @@ from typing import Any
 
 from controller.domain.release import BuildOutcome, GateOutcome, Release
 from controller.reconcile.context import Controller
-from controller.reconcile.evaluation_servers import evaluation_labels, evaluation_target, served_pair
+from controller.reconcile.evaluation_servers import evaluation_target, hand_over, served_pair
 from controller.reconcile.jobs import Cancelled, JobContext, throttled
 from controller.registry import conventions as rc
 from policies.schema import Policy
@@ -100,19 +100,16 @@ def _build(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[
     version = ctx.registry.register_checkpoint(
         r.model, out, tags=tags, description=f"AWQ build of version {r.candidate_version} ({r.id})")
     log.info("quantize.registered", extra={"release": r.id, "version": version, "run_id": run_id})
-    if kept:
-        hand_over_build_server(ctx, r, version, deployed=speed is None or speed.action == "proceed")
+    if kept:   # the evaluation server of what gets deployed becomes the candidate's server
+        action = speed.action if speed else "proceed"
+        if action == "proceed":
+            hand_over(ctx.pool, r.model, r.id, "build", version)
+        elif action == "deploy_full_precision":
+            hand_over(ctx.pool, r.model, r.id, "parent", r.candidate_version)
+        else:
+            hand_over(ctx.pool, r.model, r.id, None, version)
     return {"version": version, "report": {"quality": report.to_dict(), "quantization": spec.label(),
                                            "run_id": run_id, "speed": speed_document(speed, not_measured)}}
-
-
-def hand_over_build_server(ctx: Controller, r: Release, version: str, deployed: bool) -> None:
-    """The build's evaluation server becomes the candidate's server when the build is what gets
-    deployed (one cold start less); otherwise it is stopped, not left holding a core while the
-    full-precision candidate starts."""
-    label = evaluation_labels(r.id)["build"]
-    if not (deployed and ctx.pool.adopt(r.model, label, version)):
-        ctx.pool.stop(r.model, label)
 
 
 def speed_document(speed, not_measured: str | None) -> dict[str, Any]:
@@ -152,7 +149,7 @@ def _measure(ctx: Controller, r: Release, policy: Policy, parent, build, job, jc
         return report, False, None, why
     jc.progress(step="evaluating", detail=f"starting parent and build servers on pool {ctx.pool.name}")
     with served_pair(ctx.pool, r.model, r.id, parent, build, policy.deploy_timeout_seconds,
-                     cancel=jc.cancel, keep_build=True, on_progress=lambda states: jc.progress(
+                     cancel=jc.cancel, keep=True, on_progress=lambda states: jc.progress(
                          servers=states, done=sum(s == "ready" for s in states.values()), total=len(states))) as pair:
         jc.progress(step="evaluating", detail=f"scoring {suite} on pool {ctx.pool.name}")
         report = quality_report(parent, build, eval_set=suite, served=pair, on_progress=scored, **cost)

@@ -235,11 +235,13 @@ def test_a_build_reused_without_speed_tags_says_it_was_not_measured(ctx):
     assert speed == {"measured": False, "reason": quantize_stage.REUSED}
 
 
-@pytest.mark.parametrize("deployed", [True, False])
-def test_the_build_server_is_adopted_only_when_the_build_is_deployed(ctx, deployed):
-    r = release()
-    ctx.pool.ensure("chat", evaluation_servers.evaluation_labels(r.id)["build"], None)
-    quantize_stage.hand_over_build_server(ctx, r, "3", deployed=deployed)
-    label = evaluation_servers.evaluation_labels(r.id)["build"]
-    assert (ctx.pool.status("chat", "3") is not None) == deployed      # the candidate's server, no new start
-    assert ctx.pool.status("chat", label) is None                       # the label is gone either way
+@pytest.mark.parametrize("side, version", [("build", "3"), ("parent", "2"), (None, None)])
+def test_the_evaluation_server_of_what_is_deployed_is_adopted_and_the_other_stopped(ctx, side, version):
+    labels = evaluation_servers.evaluation_labels("rel-1")
+    for label in labels.values():
+        ctx.pool.ensure("chat", label, None)
+    starts = len(ctx.pool.starts)
+    evaluation_servers.hand_over(ctx.pool, "chat", "rel-1", side, version or "3")
+    assert all(ctx.pool.status("chat", label) is None for label in labels.values())   # none left running
+    assert (ctx.pool.status("chat", version) is not None) if version else ctx.pool.status("chat", "3") is None
+    assert len(ctx.pool.starts) == starts                                              # adopted, not started
