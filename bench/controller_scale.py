@@ -139,62 +139,6 @@ class Exporter:
         self.proc.wait(10)
 
 
-WHAT_IF = ("sqlite-sync-normal", "policy-cache", "lazy-save", "serial-writes")
-
-
-def what_if(names: set[str]) -> None:
-    """Prototypes of core changes, to measure what each would bring (never on by default).
-
-    - sqlite-sync-normal: PRAGMA synchronous=NORMAL (WAL: no fsync per commit; durable
-      against a process crash, not a power cut);
-    - policy-cache: a release's policy read and validated once, not on every tick;
-    - lazy-save: a tick that changes neither phase, step, action nor the window's baseline
-      (only the verdict and the analysis counts) writes the release at most every 5 s;
-    - serial-writes: the workers take turns on one lock for their write transaction, instead
-      of all waiting in SQLite's busy handler (which sleeps up to 100 ms per try).
-    """
-    from controller.reconcile import loop
-
-    if "sqlite-sync-normal" in names:
-        from sqlalchemy import event
-        from sqlalchemy.engine import Engine
-        event.listen(Engine, "connect", lambda conn, _r: conn.execute("PRAGMA synchronous=NORMAL"))
-    if "policy-cache" in names:
-        parsed: dict[str, Policy] = {}
-        policy_of = ReleaseStore.policy_of
-        ReleaseStore.policy_of = lambda self, rid: rid if rid in parsed else policy_of(self, rid)  # type: ignore
-        loop.Policy = type("CachedPolicy", (), {"model_validate": staticmethod(
-            lambda d: parsed[d] if isinstance(d, str) else Policy.model_validate(d))})
-        real_reconcile = loop.reconcile
-
-        def reconcile(ctx, release_id):
-            if release_id not in parsed:
-                parsed[release_id] = Policy.model_validate(policy_of(ctx.store, release_id))
-            return real_reconcile(ctx, release_id)
-        workers_mod.reconcile = reconcile
-    if "lazy-save" in names:
-        save, saved_at = ReleaseStore.save, {}
-
-        def window(r):
-            return ((r.status.get("analysis") or {}).get("current") or {}).get("baseline_at")
-
-        def lazy(self, old, new, events, now):
-            same = (old.phase, old.step_index, old.requested_action, window(old)) == \
-                (new.phase, new.step_index, new.requested_action, window(new))
-            if same and not events and time.monotonic() - saved_at.get(old.id, -1e9) < 5.0:
-                return old
-            saved_at[old.id] = time.monotonic()
-            return save(self, old, new, events, now)
-        ReleaseStore.save = lazy  # type: ignore[method-assign]
-    if "serial-writes" in names:
-        one_writer, plain_save = threading.Lock(), ReleaseStore.save
-
-        def serial(self, old, new, events, now):
-            with one_writer:
-                return plain_save(self, old, new, events, now)
-        ReleaseStore.save = serial  # type: ignore[method-assign]
-
-
 def make_ctx(workdir: Path, models: list[str], metrics) -> Controller:
     workdir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(f"sqlite:///{workdir / 'relctl.db'}")
@@ -420,7 +364,6 @@ def rollback_run(base: Path, prom: PrometheusServer, exporter: Exporter, args, b
 
 
 def run(args) -> dict:
-    what_if(args.what_if)
     with tempfile.TemporaryDirectory(prefix="relctl-scale-") as tmp:
         base = Path(tmp)
         prom = PrometheusServer(base / "prometheus", scrape_interval_seconds=1.0).start()
@@ -440,8 +383,7 @@ def run(args) -> dict:
             "peak_rss_mb": scale.pop("peak_rss_mb"), **scale,
             "settings": {"tick_seconds": args.tick_seconds, "refresh_seconds": args.refresh_seconds,
                          "workers": args.workers, "measure_seconds": args.measure_seconds,
-                         "scrape_interval_seconds": 1.0, "load_average_1m": round(os.getloadavg()[0], 2),
-                         "what_if": sorted(args.what_if)},
+                         "scrape_interval_seconds": 1.0, "load_average_1m": round(os.getloadavg()[0], 2)},
             "scrapes_ok_fraction": round(float(scrapes[0]["value"][1]), 4) if scrapes else None,
             "wall_seconds": round(time.time() - started, 1)}
 
@@ -459,17 +401,12 @@ def parse_args(argv=None):
     ap.add_argument("--breach-timeout", type=float, default=60.0)
     ap.add_argument("--warmup-timeout", type=float, default=240.0)
     ap.add_argument("--profile", action="store_true", help="cProfile the reconciles of the N canaries (stderr)")
-    ap.add_argument("--what-if", default="", help=f"comma-separated prototypes of core changes: {', '.join(WHAT_IF)}")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
         args.releases, args.measure_seconds, args.breaches, args.faulty = 50, 5.0, 10, 3
         args.breach_timeout = min(args.breach_timeout, 30.0)
     args.breaches = max(1, min(args.breaches, args.releases))
-    args.what_if = {w for w in args.what_if.split(",") if w}
-    unknown = args.what_if - set(WHAT_IF)
-    if unknown:
-        ap.error(f"--what-if: unknown {', '.join(sorted(unknown))}; known: {', '.join(WHAT_IF)}")
     return args
 
 
