@@ -45,7 +45,7 @@ def serve(config: str | None, watch: list[str]) -> int:
         routers.append(webhook_router(secret(WEBHOOK_SECRET_ENV),
                                       lambda ev: handle_registry_event(ctx, ev, policies[ev.name]),
                                       watched=set(policies)))
-    app = create_app(ctx, tokens, tuple(routers))
+    app = create_app(ctx, tokens, tuple(routers), tenants=settings.tenants)
     app.mount("/metrics", make_asgi_app())   # the controller's own metrics (observability.py)
     register_release_counts(ctx.store.count_by_phase)
     register_release_details(ctx.store)      # phase, weight, e-value per release for the dashboards

@@ -25,7 +25,8 @@ def _env_for(model: str):
     if env is None:
         raise HTTPException(404, f"model {model!r} is not watched: no evaluation scheduler runs in this controller")
     if model not in env.models:
-        raise HTTPException(404, f"model {model!r} is not watched by this controller; watched: {sorted(env.models)}")
+        # Not naming the watched models: a tenant's token must not learn other tenants' models.
+        raise HTTPException(404, f"model {model!r} is not watched by this controller")
     return env
 
 
