@@ -170,7 +170,7 @@ def summarize(stack: DemoStack, release: dict) -> dict:
     return {"outcome": release["phase"], "release_id": release["id"], "phases": phases,
             "requests": counts["requests"], "candidate_errors_served": counts["errors"]["candidate"],
             "detection_seconds": detection_seconds(transitions), "reason": release["reason"],
-            "deployed": _deployed(release), "quality": _quality(release)}
+            "deployed": _deployed(release), "quality": _quality(release), "speed": _speed(release)}
 
 
 def _deployed(release: dict) -> dict | None:
@@ -183,6 +183,13 @@ def _quality(release: dict) -> dict | None:
     quality = release["status"].get("build", {}).get("report", {}).get("quality")
     keys = ("evaluated_on", "perplexity_increase_pct", "accuracy_drop_pct", "weight_size_ratio")
     return {k: quality.get(k) for k in keys} if quality else None
+
+
+def _speed(release: dict) -> dict | None:
+    """The speed gate's verdict on the build (measured on the pool's vLLM), or why it was not measured."""
+    speed = release["status"].get("build", {}).get("report", {}).get("speed")
+    keys = ("measured", "passed", "action", "reason")
+    return {k: speed[k] for k in keys if k in speed} if speed else None
 
 
 def detection_seconds(transitions: list[dict]) -> float | None:

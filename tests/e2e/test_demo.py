@@ -29,11 +29,16 @@ def test_healthy_release_is_promoted(tmp_path):
     assert s["requests"]["candidate"] > 0 and s["requests"]["stable"] > 0
     assert s["candidate_errors_served"] == 0
     assert s["detection_seconds"] is None
-    # the AWQ build is measured through vLLM and served where this CPU has vLLM's 4-bit kernel
+    # the AWQ build is measured through vLLM where this CPU has vLLM's 4-bit kernel, speed included,
+    # and served unless the speed gate found it slower (then the full-precision candidate, and why)
     from controller.pools.local_vllm import cpu_has_4bit_kernel
     awq_here = cpu_has_4bit_kernel()
-    assert s["deployed"]["quantization"] == ("awq" if awq_here else "none"), s["deployed"]
     assert s["quality"]["evaluated_on"] == ("vllm (pool local)" if awq_here else "cpu (dequantized)")
+    assert s["speed"]["measured"] == awq_here, s["speed"]
+    awq_served = awq_here and s["speed"]["action"] == "proceed"
+    assert s["deployed"]["quantization"] == ("awq" if awq_served else "none"), s["deployed"]
+    if awq_here and not awq_served:
+        assert "slower than the policy allows" in s["deployed"]["reason"] and "| conc" in s["speed"]["reason"]
     assert abs(s["quality"]["perplexity_increase_pct"]) < 5 and 0.2 < s["quality"]["weight_size_ratio"] < 0.3
 
 
