@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from prometheus_client import start_http_server
@@ -53,6 +54,18 @@ class Traffic:
         self._server.shutdown()
 
 
+def _wait_stopped(pid: int) -> None:
+    """SIGSTOP is asynchronous: wait until every thread of the process is stopped (state T)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        states = {Path(f"{task}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                  for task in Path(f"/proc/{pid}/task").iterdir()}
+        if states == {"T"}:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} did not stop: {states}")
+
+
 @pytest.mark.parametrize("outage", ["stopped", "hung"])
 def test_prometheus_down_is_inconclusive_then_pauses_never_promotes(tmp_path, outage):
     ctx = make_controller(tmp_path)
@@ -76,11 +89,12 @@ def test_prometheus_down_is_inconclusive_then_pauses_never_promotes(tmp_path, ou
             prom.stop()
         else:
             os.kill(pid, signal.SIGSTOP)
+            _wait_stopped(pid)
         ctx.clock.advance(2)
         started = time.monotonic()
         r = reconcile(ctx, r.id)
         assert time.monotonic() - started < 1.8 * READ_TIMEOUT_S   # one timeout at most, never retried
-        assert r.phase == Phase.CANARY and r.status["verdict"]["decision"] == "inconclusive"
+        assert r.phase == Phase.CANARY and r.status["verdict"]["decision"] == "inconclusive", r.status["verdict"]
         assert r.status["verdict"]["reason"].startswith("metrics unavailable: query failed")
         for _ in range(4):                                    # past max_inconclusive_seconds and the step's soak
             ctx.clock.advance(10)
