@@ -9,6 +9,8 @@ folder and port), the store, the loop. In-memory: pool, router, registry and tra
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -49,15 +51,15 @@ class RestartablePostgres(PostgresServer):
 
 
 @pytest.fixture
-def pg(tmp_path):
-    os.chmod(tmp_path, 0o755)
-    for parent in tmp_path.parents:          # as root the server runs as `postgres`: it must reach its folder
-        if parent == Path("/"):
-            break
-        os.chmod(parent, os.stat(parent).st_mode | 0o711)
-    server = RestartablePostgres(tmp_path / "pg").start()
+def pg():
+    # Not under pytest's tmp_path: any other pytest session starting meanwhile makes its base folder
+    # private again (0700), and as root the server runs as `postgres`, which must reach its data to restart.
+    folder = Path(tempfile.mkdtemp(prefix="relctl-outage-pg-"))
+    os.chmod(folder, 0o755)
+    server = RestartablePostgres(folder).start()
     yield server
     server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _controller(sessions: sessionmaker, workdir: Path) -> Controller:
