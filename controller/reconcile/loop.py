@@ -24,6 +24,7 @@ from controller.reconcile.plan_stage import ensure_plan
 from controller.reconcile.quantize_stage import build_progress, check_gate, observe_build
 from controller.reconcile.traffic_stage import candidate_weight
 from controller.registry import conventions as rc
+from controller.registry.types import RegistryError
 from controller.store.releases import Conflict
 from policies.schema import Policy
 
@@ -31,6 +32,18 @@ log = logging.getLogger(__name__)
 
 
 def reconcile(ctx: Controller, release_id: str) -> Release:
+    try:
+        return _reconcile(ctx, release_id)
+    except RegistryError as exc:
+        # The registry (MLflow) failed: the release holds where it is; say so on the release, once
+        # per stored state (the error itself goes on to the worker's log and error count).
+        r = ctx.store.get(release_id)
+        ctx.store.append_event(release_id, "registry_error", f"holding in {r.phase.value}: {exc}",
+                               {"phase": r.phase.value}, ctx.clock(), dedup_key=f"registry-error-{r.row_version}")
+        raise
+
+
+def _reconcile(ctx: Controller, release_id: str) -> Release:
     r = ctx.store.get(release_id)
     policy = _policy(ctx.store, release_id)
     if r.phase in TERMINAL:
