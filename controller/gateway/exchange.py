@@ -96,8 +96,7 @@ async def execute(ex: Exchange, session: aiohttp.ClientSession,
         return _local_error(ex, 503, f"injected fault: {ex.target.track} unavailable", "http_5xx")
     truncate = fault is not None and fault.truncate
     try:
-        async with session.post(ex.target.url + ex.path, data=ex.raw, headers=ex.headers,
-                                timeout=_timeout(ex)) as up:
+        async with await _post(ex, session) as up:
             if ex.stream and up.status == 200:
                 return await _streamed(ex, up, request, truncate)
             return await _buffered(ex, up, truncate)
@@ -106,6 +105,18 @@ async def execute(ex: Exchange, session: aiohttp.ClientSession,
     except aiohttp.ClientError as exc:
         return _local_error(ex, 502, f"upstream {ex.target.track} failed: {exc.__class__.__name__}",
                             "http_5xx")
+
+
+async def _post(ex: Exchange, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
+    """POST to the upstream. A pooled connection that the upstream closed while it sat idle (its
+    keep-alive timeout, 5 s in vLLM's server) fails with ServerDisconnectedError before any answer:
+    the request never reached the model, so it is sent once more, on a fresh connection."""
+    def post():
+        return session.post(ex.target.url + ex.path, data=ex.raw, headers=ex.headers, timeout=_timeout(ex))
+    try:
+        return await post()
+    except aiohttp.ServerDisconnectedError:
+        return await post()
 
 
 def _timeout(ex: Exchange) -> aiohttp.ClientTimeout:

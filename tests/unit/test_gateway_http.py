@@ -268,3 +268,36 @@ def test_upstream_timeout_and_refused_connection_are_classified(fakes):
         httpx.put(f"{gw.url}/admin/routes/tiny", json=doc, headers=AUTH)
         assert httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT).status_code == 502
         assert sample(gw, "relctl_errors_total", **live("stable", "1", error_class="http_5xx")) == 1
+
+
+def test_a_connection_the_upstream_closed_without_answering_is_retried_once_on_a_fresh_one(fakes):
+    """What an idle pooled connection looks like once vLLM's keep-alive timeout closed it."""
+    import threading
+    body = json.dumps({"object": "chat.completion", "choices": [{"index": 0, "message": {
+        "role": "assistant", "content": "hi"}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            connections.append(conn)
+            with conn:
+                conn.recv(65536)                     # the request arrives ...
+                if len(connections) == 1:
+                    continue                         # ... and the first connection closes unanswered
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    threading.Thread(target=serve, daemon=True).start()
+    upstream = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with GatewayServer(GatewayState(GatewayConfig(admin_token=TOKEN))) as gw:
+            httpx.put(f"{gw.url}/admin/routes/tiny", json=route_doc("tiny", upstream, fakes[1].url), headers=AUTH)
+            r = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT)
+            assert r.status_code == 200 and len(connections) == 2, (r.status_code, r.text)
+            assert sample(gw, "relctl_errors_total", **live("stable", "1", error_class="http_5xx")) == 0
+    finally:
+        listener.close()
