@@ -65,7 +65,14 @@ def test_sigkill_during_canary_resumes_from_store(stack):
         candidate = stack.registry.register_checkpoint(MODEL, stack.versions[1])
         rel = wait_for(lambda: next((r for r in releases(stack) if r["candidate_version"] == candidate), None), 60)
         # 1200 s: quantize, two evaluation servers, deploy -- and room for one hung vLLM start to be restarted
-        wait_for(lambda: stack.api("GET", f"/api/v1/releases/{rel['id']}").json()["phase"] == "canary", 1200)
+        progress = []                                     # the build job's progress, as the API showed it
+
+        def in_canary():
+            r = stack.api("GET", f"/api/v1/releases/{rel['id']}").json()
+            progress.append((r["status"] or {}).get("job") or {})
+            return r["phase"] == "canary"
+        wait_for(in_canary, 1200)
+        assert_build_progress_was_shown(progress)
         # the AWQ build where this CPU has vLLM's 4-bit kernel, else the full-precision candidate
         served = stack.api("GET", f"/api/v1/releases/{rel['id']}").json()["status"]["deployment"]["version"]
         before = deployments(stack)
@@ -147,6 +154,21 @@ def pool_starts(stack, what: str = "pool.start") -> list[str]:
 def terminal(stack, rid):
     r = stack.api("GET", f"/api/v1/releases/{rid}").json()
     return r if r["phase"] in ("succeeded", "rolled_back", "failed", "aborted") else None
+
+
+def assert_build_progress_was_shown(progress: list[dict]) -> None:
+    """During the real build: per-layer quantization, then evaluation sub-steps with their start time;
+    on the pool also each evaluation server's state, with servers ready (and items scored) as i of n."""
+    steps = [p.get("step") for p in progress]
+    assert "quantizing" in steps and "evaluating" in steps, steps
+    layers = [p["quantize"] for p in progress if p.get("step") == "quantizing" and "quantize" in p]
+    assert any("layer" in ev and ev.get("total", 0) > 0 for ev in layers), layers
+    evaluating = [p for p in progress if p.get("step") == "evaluating"]
+    assert all("started_at" in p for p in evaluating), evaluating
+    if any("on pool" in p.get("detail", "") for p in evaluating):
+        assert any(isinstance(p.get("servers"), dict) for p in evaluating), evaluating
+        counted = [p for p in evaluating if "total" in p]       # servers ready, items scored: i of n
+        assert counted and all(0 <= p["done"] <= p["total"] for p in counted), evaluating
 
 
 def wait_for(fn, timeout):
