@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 import yaml
 
 from controller.k8s.leader import build_elector
@@ -12,13 +11,6 @@ from controller.k8s.settings import KubernetesSettings
 from controller.pools import kubernetes as pool_backend
 from controller.traffic import gateway_api
 from controller.traffic.base import Backend, RouteSpec
-from tests.support.k8s_emulator import KubeEmulator
-
-
-@pytest.fixture
-def emu():
-    with KubeEmulator() as e:
-        yield e
 
 
 def settings_for(emu, tmp_path: Path, **k) -> SimpleNamespace:

@@ -6,7 +6,6 @@ from kubernetes import client as k8s
 
 from controller.k8s.api import KubeApi
 from controller.k8s.leader import LeaderElector
-from tests.support.k8s_emulator import KubeEmulator
 
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/relctl/leases/relctl-controller"
 
@@ -16,12 +15,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def emu():
-    with KubeEmulator() as e:
-        yield e
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from controller.k8s.api import KubeApi, KubeError
 from policies.kubernetes import KubernetesPolicy
 from controller.k8s.settings import KubernetesSettings
 from controller.pools.kubernetes import KubernetesPool
-from tests.support.k8s_emulator import KubeEmulator
 
 NS = "llm"
 NAME = "qwen-v7"
@@ -27,12 +26,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def emu():
-    with KubeEmulator() as e:
-        yield e
 
 
 @pytest.fixture

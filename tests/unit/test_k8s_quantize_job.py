@@ -11,18 +11,11 @@ from controller.k8s.api import KubeApi
 from controller.k8s.quantize_job import KubernetesQuantizeJobs, job_name, render_job
 from controller.k8s.settings import KubernetesSettings
 from policies.schema import Policy
-from tests.support.k8s_emulator import KubeEmulator
 
 NS = "llm"
 JOB = f"/apis/batch/v1/namespaces/{NS}/jobs/relctl-quantize-rel-42"
 POD = f"/api/v1/namespaces/{NS}/pods/relctl-quantize-rel-42-x7k2p"
 K = KubernetesSettings(namespace=NS, gpu_product="NVIDIA-L40S")
-
-
-@pytest.fixture
-def emu():
-    with KubeEmulator() as e:
-        yield e
 
 
 @pytest.fixture

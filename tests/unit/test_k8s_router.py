@@ -9,7 +9,6 @@ from controller.k8s.settings import KubernetesSettings
 from controller.traffic.base import Backend, Fault, RouteSpec
 from controller.traffic.wire import RouteError
 from controller.traffic.gateway_api import GatewayApiRouter
-from tests.support.k8s_emulator import KubeEmulator
 
 NS = "llm"
 ROUTE = f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes/qwen"
@@ -30,12 +29,6 @@ class FakeGateway:
     def current(self, model): return self.routes.get(model)
     def remove(self, model): self.routes.pop(model, None)
     def set_fault(self, model, track, fault): self.faults.append((model, track, fault))
-
-
-@pytest.fixture
-def emu():
-    with KubeEmulator() as e:
-        yield e
 
 
 def router(emu, mode="off", **kw) -> tuple[GatewayApiRouter, list]:
