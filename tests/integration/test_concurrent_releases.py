@@ -14,7 +14,6 @@ each other's starts, so real servers are left to the demo and the crash test.
 import json
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
@@ -27,7 +26,7 @@ from controller.registry.mlflow_registry import MlflowRegistry
 from controller.runtime import Seen, poll_registry
 from policies.loader import load_policy
 from tests.conftest import make_controller
-from tests.support.mlflow_server import mlflow_server  # noqa: F401
+from tests.support.mlflow_server import mlflow_server, placeholder_checkpoint  # noqa: F401
 
 pytestmark = pytest.mark.integration
 B, C = "conc-b", "conc-c"
@@ -61,14 +60,6 @@ class Traffic:
         raise AssertionError("latency is not judged in this test")
 
 
-def checkpoint(root: Path, name: str) -> Path:
-    folder = root / name
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "name": name}))
-    (folder / "weights.bin").write_bytes(name.encode() * 100)
-    return folder
-
-
 def ui(url: str, path: str, body: dict) -> None:
     """What MLflow's web UI sends when a person sets an alias or a tag."""
     req = urllib.request.Request(f"{url}/ajax-api/2.0/mlflow/{path}", data=json.dumps(body).encode(),
@@ -82,9 +73,9 @@ def test_two_models_at_once_from_the_mlflow_ui(mlflow_server, tmp_path):  # noqa
     policy = load_policy("demo").model_dump(mode="json")
     policy.update(quantize={**policy["quantize"], "enabled": False})
     (tmp_path / "fast.yaml").write_text(yaml.safe_dump(policy))
-    registry.set_alias(B, "champion", registry.register_checkpoint(B, checkpoint(tmp_path, "b1")))
-    c_picked = registry.register_checkpoint(C, checkpoint(tmp_path, "c-picked"))
-    registry.set_alias(C, "champion", registry.register_checkpoint(C, checkpoint(tmp_path, "c1")))
+    registry.set_alias(B, "champion", registry.register_checkpoint(B, placeholder_checkpoint(tmp_path, "b1")))
+    c_picked = registry.register_checkpoint(C, placeholder_checkpoint(tmp_path, "c-picked"))
+    registry.set_alias(C, "champion", registry.register_checkpoint(C, placeholder_checkpoint(tmp_path, "c1")))
 
     (tmp_path / "ctl").mkdir()
     ctx = make_controller(tmp_path / "ctl", registry=registry)
@@ -115,14 +106,14 @@ def test_two_models_at_once_from_the_mlflow_ui(mlflow_server, tmp_path):  # noqa
     try:
         run(10, lambda: True)                                            # first look: history only
         assert ctx.store.list() == []
-        b2 = registry.register_checkpoint(B, checkpoint(tmp_path, "b2"))
+        b2 = registry.register_checkpoint(B, placeholder_checkpoint(tmp_path, "b2"))
         ui(mlflow_server.url, "registered-models/alias", {"name": C, "alias": "candidate", "version": c_picked})
         traffic.failing.add(C)
         run(40, lambda: release(B, b2) and release(C, c_picked))
         rel_c = release(C, c_picked)
         created = next(e for e in ctx.store.events(rel_c.id) if e["kind"] == "created")
         assert "alias_set" in created["reason"]                          # the alias alone started it
-        c3 = registry.register_checkpoint(C, checkpoint(tmp_path, "c3"))  # arrives while c is busy
+        c3 = registry.register_checkpoint(C, placeholder_checkpoint(tmp_path, "c3"))  # arrives while c is busy
         run(400, lambda: release(C, c_picked).phase.value in TERMINAL)
         assert release(C, c_picked).phase.value == "rolled_back", release(C, c_picked).reason
         assert release(B, b2).phase.value not in ("failed", "aborted", "rolled_back")   # b went on beside it

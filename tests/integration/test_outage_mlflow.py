@@ -6,9 +6,7 @@ registry client, the store, the workers and the loop. In-memory: pool, router an
 """
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,21 +16,13 @@ from controller.reconcile.workers import ReleaseWorkers
 from controller.registry.mlflow_registry import MlflowRegistry
 from controller.service import create_release
 from tests.conftest import make_controller
-from tests.support.mlflow_server import mlflow_server  # noqa: F401
+from tests.support.mlflow_server import mlflow_server, placeholder_checkpoint  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 MODEL = "outage-mlflow"
 POLICY = {"name": "outage", "quantize": {"enabled": False}, "shadow": {"duration_seconds": 0},
           "canary": {"steps": [20], "step_seconds": 600}}
 FAILING_TICK_BOUND_S = 20     # MLflow's client retries once (client_errors.FAST_FAIL_ENV), then gives up
-
-
-def _checkpoint(root: Path, name: str) -> Path:
-    folder = root / name
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "name": name}))
-    (folder / "weights.bin").write_bytes(name.encode() * 64)
-    return folder
 
 
 def _tick(ctx, workers: ReleaseWorkers) -> float:
@@ -47,9 +37,9 @@ def _tick(ctx, workers: ReleaseWorkers) -> float:
 
 def test_mlflow_down_while_promoting_holds_then_finishes(mlflow_server, tmp_path):  # noqa: F811
     registry = MlflowRegistry(mlflow_server.url)
-    old = registry.register_checkpoint(MODEL, _checkpoint(tmp_path, "v1"))
+    old = registry.register_checkpoint(MODEL, placeholder_checkpoint(tmp_path, "v1"))
     registry.set_alias(MODEL, "champion", old)
-    new = registry.register_checkpoint(MODEL, _checkpoint(tmp_path, "v2"))
+    new = registry.register_checkpoint(MODEL, placeholder_checkpoint(tmp_path, "v2"))
     (tmp_path / "ctl").mkdir()
     ctx = make_controller(tmp_path / "ctl", registry=registry)
     ctx.champions.record(MODEL, old, ctx.clock())

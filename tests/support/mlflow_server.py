@@ -1,6 +1,9 @@
 """A real MLflow server for tests: the class lives in the package (the demo uses it too)."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from controller.registry.mlflow_server import MlflowServer, free_port
@@ -16,3 +19,12 @@ def mlflow_server(tmp_path_factory) -> MlflowServer:
     server.start()
     yield server
     server.stop()
+
+
+def placeholder_checkpoint(root: Path, name: str) -> Path:
+    """A folder MLflow registers like a checkpoint (for tests whose model servers are fakes)."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "name": name}))
+    (folder / "weights.bin").write_bytes(name.encode() * 64)
+    return folder
