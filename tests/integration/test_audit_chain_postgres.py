@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 
 from controller.gateway.audit import AuditRecord, AuditSink
 from controller.store.db import make_engine, migrate
 from controller.store.models import EventRow, ReleaseRow
 from controller.store.verify import verify_all
+from tests.support.chain_writers import race_chain_writers
 from tests.support.postgres import postgres  # noqa: F401
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -36,30 +36,7 @@ def url(postgres):  # noqa: F811
 
 def test_concurrent_controllers_never_fork_a_release_chain(url):
     writers, per_writer = 6, 15
-    barrier = threading.Barrier(writers)
-    errors: list[BaseException] = []
-
-    def write(n: int) -> None:
-        engine = make_engine(url)          # its own pool: as another controller process would
-        try:
-            barrier.wait()
-            for i in range(per_writer):
-                with sessionmaker(engine).begin() as s:
-                    if n % 2:              # ReleaseStore.save's shape: the optimistic UPDATE first
-                        s.execute(update(ReleaseRow).where(ReleaseRow.id == "a")
-                                  .values(row_version=ReleaseRow.row_version + 1))
-                    s.add(EventRow(release_id="a", at=NOW, kind="info", reason=f"{n}-{i}", data={"i": i}))
-        except BaseException as exc:       # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            engine.dispose()
-
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert race_chain_writers(url, "a", writers, per_writer) == []
     engine = make_engine(url)
     with engine.connect() as conn:
         seqs = conn.execute(text("SELECT seq FROM events WHERE release_id = 'a' ORDER BY id")).scalars().all()

@@ -2,11 +2,10 @@
 tampering found by `verify_all`, concurrent writers never fork a chain."""
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
@@ -14,6 +13,7 @@ from controller.store.chain import GENESIS
 from controller.store.db import make_engine, migrate
 from controller.store.models import EventRow, ReleaseRow
 from controller.store.verify import verify_all
+from tests.support.chain_writers import race_chain_writers
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -132,29 +132,6 @@ def test_concurrent_writers_on_separate_connections_never_fork_the_chain(engine,
     """Appends (no lock of their own) and optimistic saves race on one release."""
     add_release(engine, "a")
     writers, per_writer = 4, 15
-    barrier = threading.Barrier(writers)
-    errors: list[BaseException] = []
-
-    def write(n: int) -> None:
-        own = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
-        try:
-            barrier.wait()
-            for i in range(per_writer):
-                with sessionmaker(own).begin() as s:
-                    if n % 2:      # ReleaseStore.save's shape: the optimistic UPDATE first
-                        s.execute(update(ReleaseRow).where(ReleaseRow.id == "a")
-                                  .values(row_version=ReleaseRow.row_version + 1))
-                    s.add(EventRow(release_id="a", at=NOW, kind="info", reason=f"{n}-{i}", data={}))
-        except BaseException as exc:   # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            own.dispose()
-
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert race_chain_writers(f"sqlite:///{tmp_path / 'r.db'}", "a", writers, per_writer) == []
     assert [r.seq for r in events(engine, "a")] == list(range(1, writers * per_writer + 1))
     assert verify_all(engine)["ok"]
