@@ -31,9 +31,9 @@ from policies.schema import Policy
 log = logging.getLogger(__name__)
 
 
-def reconcile(ctx: Controller, release_id: str) -> Release:
+def reconcile(ctx: Controller, release_id: str, known_version: int | None = None) -> Release:
     try:
-        return _reconcile(ctx, release_id)
+        return _reconcile(ctx, release_id, known_version)
     except RegistryError as exc:
         # The registry (MLflow) failed: the release holds where it is; say so on the release, once
         # per stored state (the error itself goes on to the worker's log and error count).
@@ -43,8 +43,8 @@ def reconcile(ctx: Controller, release_id: str) -> Release:
         raise
 
 
-def _reconcile(ctx: Controller, release_id: str) -> Release:
-    r = ctx.store.get(release_id)
+def _reconcile(ctx: Controller, release_id: str, known_version: int | None) -> Release:
+    r = ctx.store.get(release_id, known_version)
     policy = _policy(ctx.store, release_id)
     if r.phase in TERMINAL:
         return _settle(ctx, r, policy)
