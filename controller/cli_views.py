@@ -31,7 +31,8 @@ def release_view(release: dict[str, Any], now: datetime | None = None) -> Render
     now = now or datetime.now(timezone.utc)
     parts: list[RenderableType] = [_header(release, now)]
     status = release.get("status") or {}
-    for section in (_job(status.get("job") or {}, now), _tracks(release), _evidence(status.get("verdict") or {})):
+    for section in (_plan(status.get("plan")), _job(status.get("job") or {}, now), _tracks(release),
+                    _evidence(status.get("verdict") or {})):
         if section is not None:
             parts.append(section)
     title = f"{release['id']} · {release['model']} v{release['candidate_version']}"
@@ -55,6 +56,25 @@ def _header(release: dict, now: datetime) -> RenderableType:
     if release.get("reason"):
         lines.append(Text(release["reason"], style="italic"))
     return Group(*lines)
+
+
+def plan_line(plan: dict | None) -> str:
+    """The low-traffic plan the release acts on, and the time to promotion it announced."""
+    if not plan:
+        return ""
+    if not plan.get("planned"):
+        return f"plan: none ({plan.get('why', 'no estimate')}); the policy's steps"
+    rps, announced = plan.get("requests_per_second"), plan.get("announced_seconds")
+    acting = {"shadow": "kept in shadow, every request mirrored, no canary steps",
+              "lengthen": f"canary steps lengthened to {plan.get('step_seconds') or 0:.0f} s",
+              "none": "the policy's steps"}.get(plan.get("action", ""), str(plan.get("action")))
+    expected = f"promotion expected within {announced:.0f} s" if announced is not None else "no bounded time"
+    return f"plan at {rps:.3g} req/s: {acting}; {expected}"
+
+
+def _plan(plan: dict | None) -> RenderableType | None:
+    line = plan_line(plan)
+    return Text.assemble(("low traffic ", "dim"), line) if line else None
 
 
 def job_progress(job: dict, now: datetime | None = None) -> tuple[str, int | None, int | None]:

@@ -14,6 +14,11 @@ functions on Poisson arrivals (seeded: the same inputs give the same plan), then
   gets all the traffic and no user sees a candidate answer -- and promote from there;
 - `none`: keep the policy's steps, and say how long they will really take.
 
+The announced time runs from the candidate's readiness to its promotion: each window's
+`settle_seconds` and, before canary steps, the policy's shadow phase are counted in it.
+The domain acts on the plan (controller/domain/low_traffic.py) from `Plan.summary()`,
+stored with the release.
+
 The step estimates assume the split randomises requests. With sticky sessions
 (`analysis.unit: session`) they are optimistic -- a step holds only as many units as users
 -- and the mirrored shadow, paired per request and indifferent to who sent it, is the
@@ -55,12 +60,23 @@ class Plan:
     action: str                # none | lengthen | shadow (what relctl does)
     recommended_step_seconds: float
     announced_seconds: float   # time to promotion relctl announces for a healthy candidate
+    policy_action: str = ""    # analysis.low_traffic, what the policy asked for
 
     def event(self) -> dict[str, Any]:
         """The plan as a release event's payload (JSON-ready)."""
         d = asdict(self)
         d["message"] = self.message()
         return d
+
+    def summary(self) -> dict[str, Any]:
+        """What the release stores and acts on: the choice and its times (JSON: no infinities)."""
+        return {"action": self.action, "policy_action": self.policy_action,
+                "requests_per_second": round(self.requests_per_second, 4),
+                "stable_error_rate": round(self.stable_error_rate, 6),
+                "announced_seconds": _finite(self.announced_seconds),
+                "step_seconds": _finite(self.recommended_step_seconds), "policy_step_seconds": self.step_seconds,
+                "slowest_step_seconds": _finite(max(s.seconds for s in self.steps)),
+                "shadow_seconds": _finite(self.shadow.seconds), "message": self.message()}
 
     def message(self) -> str:
         need = ", ".join(f"{s.share:.0%}: {s.seconds:.0f} s" for s in self.steps)
@@ -77,8 +93,9 @@ class Plan:
 
 
 def plan(requests_per_second: float, stable_error_rate: float, steps_pct: list[float], step_seconds: float,
-         cfg: AnalysisPolicy, seed: int = 0) -> Plan:
-    """The low-traffic plan for a release whose canary steps are `steps_pct` (% of traffic)."""
+         cfg: AnalysisPolicy, seed: int = 0, shadow_seconds: float = 0.0) -> Plan:
+    """The low-traffic plan for a release whose canary steps are `steps_pct` (% of traffic), after a
+    shadow phase of `shadow_seconds` (the policy's; 0 when it has none)."""
     if requests_per_second <= 0:
         raise ValueError(f"requests_per_second must be > 0, got {requests_per_second}")
     if not 0 <= stable_error_rate < 1:
@@ -91,19 +108,21 @@ def plan(requests_per_second: float, stable_error_rate: float, steps_pct: list[f
     action = "none" if slowest <= cfg.max_window_seconds else cfg.low_traffic
     if action == "shadow" and shadow.seconds >= len(steps) * slowest:
         action = "lengthen"                  # mirroring would not be faster
-    longest = _round_up(max(slowest, step_seconds))
-    announced = {"none": sum(max(s.seconds, step_seconds) for s in steps),
-                 "lengthen": len(steps) * longest, "shadow": shadow.seconds}[action]
+    settle = cfg.settle_seconds                # every window waits this long before it counts
+    longest = _round_up(max(slowest + settle, step_seconds))
+    before = shadow_seconds + settle if shadow_seconds > 0 else 0.0
+    announced = {"none": before + sum(max(s.seconds + settle, step_seconds) for s in steps),
+                 "lengthen": before + len(steps) * longest, "shadow": shadow.seconds + settle}[action]
     return Plan(requests_per_second, stable_error_rate, step_seconds, steps, shadow, action,
-                longest if action == "lengthen" else step_seconds, _round_up(announced))
+                longest if action == "lengthen" else step_seconds, _round_up(announced), cfg.low_traffic)
 
 
 def plan_from_counts(requests: int, errors: int, seconds: float, steps_pct: list[float], step_seconds: float,
-                     cfg: AnalysisPolicy, seed: int = 0) -> Plan:
+                     cfg: AnalysisPolicy, seed: int = 0, shadow_seconds: float = 0.0) -> Plan:
     """The same from the stable's recent counters (e.g. the last 10 minutes before the release)."""
     if seconds <= 0 or requests <= 0:
         raise ValueError(f"need requests > 0 over seconds > 0, got {requests} over {seconds}")
-    return plan(requests / seconds, min(errors / requests, 0.5), steps_pct, step_seconds, cfg, seed)
+    return plan(requests / seconds, min(errors / requests, 0.5), steps_pct, step_seconds, cfg, seed, shadow_seconds)
 
 
 def step_estimate(rps: float, p0: float, share: float, cfg: AnalysisPolicy, rng: np.random.Generator) -> StepEstimate:
@@ -173,6 +192,10 @@ def _horizon(unit_rate: float, event_rate: float, p0: float, share: float, spec:
         z = -math.log(spec.alpha)
         waits.append(2 * z * p0 / gap ** 2 / unit_rate + 2 * z / cfg.error_rate_tolerance / unit_rate)
     return 4 * max(min(waits[2:], default=waits[0]), *waits[:2])
+
+
+def _finite(seconds: float) -> float | None:
+    return round(seconds, 1) if math.isfinite(seconds) else None
 
 
 def _round_up(seconds: float) -> float:

@@ -7,6 +7,7 @@ the phase table.
 from __future__ import annotations
 
 from controller.domain.handlers import stay
+from controller.domain.low_traffic import acting_policy
 from controller.domain.phase_table import INTERRUPTIBLE, PHASES, TERMINAL
 from controller.domain.phases import Phase
 from controller.domain.release import Decision, Observations, Release, UserAction
@@ -20,7 +21,7 @@ def decide(release: Release, obs: Observations, policy: Policy) -> Decision:
     if user is not None:
         return user
     handler = PHASES[release.phase].handler
-    return handler(release, obs, policy) if handler else stay(release)
+    return handler(release, obs, acting_policy(policy, release)) if handler else stay(release)
 
 
 def _user_action(r: Release) -> Decision | None:

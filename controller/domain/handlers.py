@@ -6,6 +6,7 @@ targets it may reach; a property test checks every handler stays within them.
 from __future__ import annotations
 
 from controller.analysis.types import Decision as Verdict_
+from controller.domain.low_traffic import LowTrafficPlan, stored_plan
 from controller.domain.phases import Phase
 from controller.domain.release import Decision, Observations, Release
 from policies.schema import Policy
@@ -54,12 +55,22 @@ def deploying(r: Release, obs: Observations, policy: Policy) -> Decision:
         return stay(r)
     if dep.state == "failed":
         return go(r, Phase.FAILED, f"deployment failed: {dep.detail}")
+    if obs.planning and (obs.now - r.phase_started_at).total_seconds() <= policy.deploy_timeout_seconds:
+        return stay(r, "candidate ready; estimating how long each step needs at the recent traffic")
+    plan = stored_plan(r.status)
+    if plan is not None and plan.action == "shadow":
+        return go(r, Phase.SHADOW, f"candidate ready; low traffic: kept in shadow with every request mirrored "
+                                   f"until the paired judge decides, expected within {plan.announced_seconds:.0f} s",
+                  new_window=True)
     if policy.shadow.duration_seconds > 0:
         return go(r, Phase.SHADOW, "candidate ready; mirroring live traffic", new_window=True)
     return go(r, Phase.CANARY, _step_reason(policy, 0), 0, new_window=True)
 
 
 def shadow(r: Release, obs: Observations, policy: Policy) -> Decision:
+    plan = stored_plan(r.status)
+    if plan is not None and plan.action == "shadow":
+        return _held_in_shadow(r, obs, plan)
     verdict = obs.verdict
     if verdict and verdict.decision == Verdict_.ROLLBACK:
         return go(r, Phase.ROLLING_BACK, f"shadow analysis: {verdict.reason}")
@@ -69,6 +80,23 @@ def shadow(r: Release, obs: Observations, policy: Policy) -> Decision:
     passing = verdict is not None and verdict.decision in (Verdict_.CONTINUE, Verdict_.PROMOTE)
     if elapsed >= policy.shadow.duration_seconds and passing:
         return go(r, Phase.CANARY, _step_reason(policy, 0), 0, new_window=True)
+    return stay(r)
+
+
+def _held_in_shadow(r: Release, obs: Observations, plan: LowTrafficPlan) -> Decision:
+    """The low-traffic plan's shadow: the paired judge decides the whole release."""
+    verdict = obs.verdict
+    if verdict and verdict.decision == Verdict_.ROLLBACK:
+        return go(r, Phase.ROLLING_BACK, f"shadow analysis: {verdict.reason}")
+    if verdict and verdict.decision == Verdict_.PAUSE:
+        return pause(r, f"shadow analysis: {verdict.reason}")
+    if verdict and verdict.decision == Verdict_.PROMOTE:
+        return go(r, Phase.PROMOTING, f"low-traffic plan ({plan.requests_per_second:.3g} req/s): promoted from "
+                                      f"shadow, canary steps skipped; {verdict.reason}")
+    elapsed = (obs.now - r.phase_started_at).total_seconds()
+    if elapsed > plan.announced_seconds:
+        return pause(r, f"low-traffic plan: no decision in shadow within the announced "
+                        f"{plan.announced_seconds:.0f} s")
     return stay(r)
 
 

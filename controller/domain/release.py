@@ -24,6 +24,7 @@ class ReleaseStatus(TypedDict, total=False):
     analysis: dict[str, Any]     # the analyzer's state (plain JSON, passed in and out)
     verdict: dict[str, Any]      # the last verdict: decision, reason, evidence, at
     job: dict[str, Any]          # the running long work: kind, state, progress
+    plan: dict[str, Any]         # the low-traffic plan acted on (domain/low_traffic.py)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Observations:
     champion: str | None = None           # registry alias champion (promoting)
     serving_version: str | None = None    # the version the candidate track serves
     candidate_weight: float | None = None  # the router's real share for the candidate (rolling back)
+    planning: bool = False                # the low-traffic plan is still being estimated (deploying)
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,14 @@ from functools import lru_cache
 from controller.analysis.analyzer import Analyzer
 from controller.observability import DECISION_TO_EFFECT
 from controller.domain.decide import decide
+from controller.domain.low_traffic import acting_policy
 from controller.domain.phase_table import TERMINAL
 from controller.domain.phases import Phase
 from controller.domain.release import Decision, Observations, Release
 from controller.reconcile.context import Controller
 from controller.reconcile.deploy_stage import candidate_version, ensure_deployed
 from controller.reconcile.effects import apply_effects
-from controller.reconcile.plan_stage import ensure_plan
+from controller.reconcile.plan_stage import observe_plan
 from controller.reconcile.quantize_stage import build_progress, check_gate, observe_build
 from controller.reconcile.traffic_stage import candidate_weight
 from controller.registry import conventions as rc
@@ -45,7 +46,7 @@ def reconcile(ctx: Controller, release_id: str, known_version: int | None = None
 
 def _reconcile(ctx: Controller, release_id: str, known_version: int | None) -> Release:
     r = ctx.store.get(release_id, known_version)
-    policy = _policy(ctx.store, release_id)
+    policy = acting_policy(_policy(ctx.store, release_id), r)   # as the stored low-traffic plan says
     if r.phase in TERMINAL:
         return _settle(ctx, r, policy)
     obs, status, events = _observe(ctx, r, policy)
@@ -100,12 +101,12 @@ def _observe(ctx: Controller, r: Release, policy: Policy) -> tuple[Observations,
         gate = check_gate(r, build, policy) if build is not None else None
         return Observations(now, gate=gate), status, events
     if r.phase == Phase.DEPLOYING:
-        ensure_plan(ctx, r, policy)
+        planning = observe_plan(ctx, r, policy, status)
         outcome, choice = ensure_deployed(ctx, r)
         if "deployment" not in status:
             status["deployment"] = choice
             events.append(dict(kind="deploy_choice", reason=choice["reason"], data=choice))
-        return Observations(now, deployment=outcome), status, events
+        return Observations(now, deployment=outcome, planning=planning), status, events
     if r.phase in (Phase.SHADOW, Phase.CANARY):
         analyzer = Analyzer(ctx.metrics, policy.analysis)
         verdict, state = analyzer.judge(r.model, r.id, r.phase.value, now, status.get("analysis", {}))

@@ -1,5 +1,6 @@
 """How long each canary step needs at the model's recent traffic: estimated once, while the
-candidate deploys, as a job (about a second of CPU), and recorded as an event people see."""
+candidate deploys, as a job (about a second of CPU), recorded as an event people see, and
+copied into the release's status ("plan"), which the domain acts on (domain/low_traffic.py)."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,16 +8,37 @@ from typing import Any
 from controller.reconcile.context import Controller
 from controller.reconcile.jobs import JobContext
 from controller.domain.release import Release
+from controller.store.jobs import FAILED, RUNNING, SUCCEEDED
 from policies.schema import Policy
 
 PLAN_JOB = "plan"
 RECENT_SECONDS = 600
 
 
-def ensure_plan(ctx: Controller, r: Release, policy: Policy) -> None:
-    """Started once per release; a provider that cannot tell the recent traffic plans nothing."""
-    if getattr(ctx.metrics, "recent_traffic", None) is not None:
-        ctx.jobs.ensure(r.id, PLAN_JOB, lambda jc: _plan(ctx, r, policy, jc))
+def observe_plan(ctx: Controller, r: Release, policy: Policy, status: dict) -> bool:
+    """Start the plan once per release and copy its outcome into `status["plan"]`; True while the
+    release should wait for it (the job runs, or its plan is stored by this tick and acted on from
+    the next, read back from the store). A provider that cannot tell the recent traffic plans nothing."""
+    if "plan" in r.status or getattr(ctx.metrics, "recent_traffic", None) is None:
+        return False
+    job = ctx.jobs.ensure(r.id, PLAN_JOB, lambda jc: _plan(ctx, r, policy, jc))
+    if job.state == RUNNING:
+        return True
+    if job.state == SUCCEEDED:
+        status["plan"] = plan_status(job.result or {})
+        return bool(status["plan"].get("planned"))
+    if job.state == FAILED:
+        status["plan"] = {"planned": False, "why": f"the plan failed: {job.error}"}
+    return False
+
+
+def plan_status(result: dict[str, Any]) -> dict[str, Any]:
+    """What the release keeps of the plan job's result: the choice, the times, the message."""
+    if not result.get("planned"):
+        return {"planned": False, "why": str(result.get("why", "no plan"))}
+    if not isinstance(result.get("summary"), dict):
+        return {"planned": False, "why": "the plan job's result has no summary (an older controller's)"}
+    return {"planned": True, **result["summary"]}
 
 
 def _plan(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[str, Any]:
@@ -26,6 +48,6 @@ def _plan(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[s
     if not isinstance(got, tuple) or got[0] <= 0:
         return {"planned": False, "why": got if isinstance(got, str) else "no recent traffic"}
     plan = plan_from_counts(got[0], got[1], RECENT_SECONDS, policy.canary.steps, policy.canary.step_seconds,
-                            policy.analysis)
+                            policy.analysis, shadow_seconds=policy.shadow.duration_seconds)
     ctx.store.append_event(r.id, "analysis.plan", plan.message(), plan.event(), ctx.clock(), dedup_key="plan")
-    return {"planned": True, **plan.event()}
+    return {"planned": True, **plan.event(), "summary": plan.summary()}
