@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 from typing import Any
 
 from kubernetes import client as k8s
@@ -45,7 +47,9 @@ def classify(status: int | None) -> bool:
 
 
 def api_client(settings) -> k8s.ApiClient:
-    """An ApiClient from KubernetesSettings: the pod's service account, or a kubeconfig."""
+    """An ApiClient from KubernetesSettings: the pod's service account, or a kubeconfig. Its
+    User-Agent names the replica (POD_NAME, else the host), so the API server's audit log says
+    which controller replica made each call."""
     from kubernetes import config
     cfg = k8s.Configuration()
     if settings.in_cluster:
@@ -53,7 +57,9 @@ def api_client(settings) -> k8s.ApiClient:
     else:
         config.load_kube_config(config_file=settings.kubeconfig, context=settings.context,
                                 client_configuration=cfg)
-    return k8s.ApiClient(cfg)
+    client = k8s.ApiClient(cfg)
+    client.user_agent = f"relctl/{os.environ.get('POD_NAME') or socket.gethostname()}"
+    return client
 
 
 def object_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
@@ -89,7 +95,7 @@ class KubeApi:
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
         try:
-            return self._call("GET", object_path(api_version, kind, namespace, name))
+            return self._call("GET", object_path(api_version, kind, namespace, name), missing_ok=True)
         except KubeError as exc:
             if exc.status == 404:
                 return None
@@ -103,7 +109,7 @@ class KubeApi:
         """Delete (foreground: pods go before the Deployment does); False when it was already gone."""
         try:
             self._call("DELETE", object_path(api_version, kind, namespace, name),
-                       body={"propagationPolicy": "Foreground"})
+                       body={"propagationPolicy": "Foreground"}, missing_ok=True)
         except KubeError as exc:
             if exc.status == 404:
                 return False
@@ -111,7 +117,8 @@ class KubeApi:
         return True
 
     def _call(self, method: str, path: str, *, body: Any = None, query: list | None = None,
-              content_type: str = "application/json") -> dict:
+              content_type: str = "application/json", missing_ok: bool = False) -> dict:
+        """`missing_ok`: a 404 is an answer the caller expects (absent object), not logged as a failure."""
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
@@ -121,15 +128,15 @@ class KubeApi:
             resp = self._client.call_api(*params, _request_timeout=self._timeout)
             raw = resp.read()
         except k8s.ApiException as exc:
-            raise _error(method, path, exc.status, exc.body) from None
+            raise _error(method, path, exc.status, exc.body, quiet=missing_ok and exc.status == 404) from None
         except Exception as exc:  # urllib3 connection and timeout errors: the API server is unreachable
             raise KubeError(f"{method} {path}: Kubernetes API unreachable ({exc})", None, True) from None
         if resp.status >= 400:
-            raise _error(method, path, resp.status, raw)
+            raise _error(method, path, resp.status, raw, quiet=missing_ok and resp.status == 404)
         return json.loads(raw) if raw else {}
 
 
-def _error(method: str, path: str, status: int | None, body: Any) -> KubeError:
+def _error(method: str, path: str, status: int | None, body: Any, quiet: bool = False) -> KubeError:
     message = ""
     try:
         message = json.loads(body).get("message", "")
@@ -138,6 +145,6 @@ def _error(method: str, path: str, status: int | None, body: Any) -> KubeError:
     retryable = classify(status)
     hint = HINTS.get(status, "server error; retried on the next tick" if retryable else "")
     text = f"{method} {path} -> HTTP {status}: {message}" + (f" ({hint})" if hint else "")
-    log.log(logging.WARNING if retryable else logging.ERROR, "k8s.call_failed",
+    log.log(logging.DEBUG if quiet else logging.WARNING if retryable else logging.ERROR, "k8s.call_failed",
             extra={"method": method, "path": path, "status": status, "retryable": retryable})
     return KubeError(text, status, retryable)

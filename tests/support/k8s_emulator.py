@@ -18,6 +18,7 @@ import copy
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -33,6 +34,8 @@ class Call:
     content_type: str
     body: dict | None
     status: int = 0
+    agent: str = ""                 # the client's User-Agent: which replica made the call
+    at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -46,6 +49,7 @@ class KubeEmulator:
         self.calls: list[Call] = []
         self._objects: dict[str, _Stored] = {}
         self._faults: list[tuple[str, str, int, str]] = []
+        self._refused: dict[str, int] = {}       # User-Agent -> status every call of it gets
         self.after_apply = None          # callable(path, obj): another actor acting on each write
         self._lock = threading.Lock()
         self._rv = 0
@@ -65,6 +69,15 @@ class KubeEmulator:
     def fail_next(self, method: str, path_part: str, status: int, message: str = "injected") -> None:
         self._faults.append((method, path_part, status, message))
 
+    def refuse(self, agent: str, status: int = 503) -> None:
+        """Answer every call from this User-Agent with `status` (a replica cut off from the API server)."""
+        self._refused[agent] = status
+
+    def paths(self, part: str) -> list[str]:
+        """Paths of the stored objects whose path contains `part` (e.g. "/deployments/")."""
+        with self._lock:
+            return sorted(p for p in self._objects if part in p)
+
     def get(self, path: str) -> dict | None:
         with self._lock:
             stored = self._objects.get(path)
@@ -79,18 +92,26 @@ class KubeEmulator:
             change(self._objects[path].obj)
             self._stamp(self._objects[path].obj, self._objects[path].obj)
 
+    def delete(self, path: str) -> None:
+        with self._lock:
+            self._objects.pop(path, None)
+
     def writes(self) -> list[tuple[str, str]]:
         return [(c.method, c.path) for c in self.calls if c.method != "GET"]
 
     # ---- the API -------------------------------------------------------------------------
-    def _serve(self, method: str, raw_path: str, content_type: str, body: dict | None) -> tuple[int, dict]:
+    def _serve(self, method: str, raw_path: str, content_type: str, body: dict | None,
+               agent: str = "") -> tuple[int, dict]:
         parts = urlsplit(raw_path)
-        call = Call(method, parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}, content_type, body)
+        call = Call(method, parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}, content_type, body,
+                    agent=agent)
         self.calls.append(call)
         call.status, doc = self._answer(call)
         return call.status, doc
 
     def _answer(self, call: Call) -> tuple[int, dict]:
+        if call.agent in self._refused:
+            return self._refused[call.agent], _status(self._refused[call.agent], "refused")
         for i, (m, part, status, message) in enumerate(self._faults):
             if m == call.method and part in call.path:
                 del self._faults[i]
@@ -167,7 +188,8 @@ class KubeEmulator:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
-                status, doc = emulator._serve(self.command, self.path, self.headers.get("Content-Type", ""), body)
+                status, doc = emulator._serve(self.command, self.path, self.headers.get("Content-Type", ""), body,
+                                              self.headers.get("User-Agent", ""))
                 out = json.dumps(doc).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -219,3 +241,64 @@ def _selected(obj: dict, query: dict) -> bool:
         if node != value:
             return False
     return True
+
+
+class Kubelet:
+    """What the cluster's own controllers do for relctl's Deployments, on the emulator: one pod per
+    Deployment, not ready at first, ready `ready_after` seconds later (its readiness probe passing,
+    the Deployment's status following); a deleted Deployment's pod goes with it. `on_pod(name)` is
+    told of each new pod (a test starts the server that plays it)."""
+
+    def __init__(self, emu: KubeEmulator, ready_after: float = 1.0, on_pod=None, clock=time.monotonic):
+        self._emu, self._ready_after, self._on_pod, self._clock = emu, ready_after, on_pod, clock
+        self._born: dict[str, float] = {}          # Deployment path -> when its pod appeared
+        self._ready: set[str] = set()
+        self._stop = threading.Event()
+
+    def step(self) -> None:
+        deployments = self._emu.paths("/deployments/")
+        for path in deployments:
+            dep = self._emu.get(path)
+            if dep is None:
+                continue
+            if path not in self._born:
+                self._born[path] = self._clock()
+                self._emu.put(_pod_path(dep), _pod(dep, ready=False))
+                if self._on_pod:
+                    self._on_pod(dep["metadata"]["name"])
+            elif path not in self._ready and self._clock() - self._born[path] >= self._ready_after:
+                self._ready.add(path)
+                self._emu.put(_pod_path(dep), _pod(dep, ready=True))
+                self._emu.edit(path, lambda d: d.update(status={"replicas": 1, "readyReplicas": 1,
+                                                                 "availableReplicas": 1}))
+        for path in set(self._born) - set(deployments):
+            ns, name = path.split("/")[5], path.rsplit("/", 1)[1]
+            self._emu.delete(f"/api/v1/namespaces/{ns}/pods/{name}-0")
+            self._born.pop(path)
+            self._ready.discard(path)
+
+    def run(self, every: float = 0.2) -> "Kubelet":
+        def loop():
+            while not self._stop.wait(every):
+                self.step()
+        threading.Thread(target=loop, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _pod_path(dep: dict) -> str:
+    return f"/api/v1/namespaces/{dep['metadata']['namespace']}/pods/{dep['metadata']['name']}-0"
+
+
+def _pod(dep: dict, ready: bool) -> dict:
+    meta = dep["metadata"]
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    condition = {"type": "Ready", "status": "True"} if ready else \
+        {"type": "Ready", "status": "False", "message": "containers with unready status: [vllm]"}
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"{meta['name']}-0", "namespace": meta["namespace"], "labels": labels},
+            "status": {"phase": "Running", "conditions": [condition],
+                       "containerStatuses": [{"name": "vllm", "ready": ready, "restartCount": 0,
+                                              "state": {"running": {}}}]}}
