@@ -1,4 +1,5 @@
-"""Backends chosen by name in the settings: pool, traffic router, metric provider, registry.
+"""Backends chosen by name in the settings: pool, traffic router, metric provider, registry, and
+where quantization runs (`quantize_runner`).
 
 Each name maps to "module:factory"; the factory takes (settings, sessions) and is imported
 only when chosen, so a backend's dependencies (the kubernetes client, say) are needed only
@@ -30,7 +31,15 @@ BACKENDS: dict[str, dict[str, str]] = {
     "registry": {
         "mlflow": "controller.registry.mlflow_registry:build",
     },
+    "quantize": {        # None: the build job runs the quantize subprocess here (quantize_stage.py)
+        "local": "controller.backends:local_quantize",
+        "kubernetes": "controller.k8s.quantize_job:build",
+    },
 }
+
+
+def local_quantize(settings: "Settings", sessions: "sessionmaker") -> None:
+    return None
 
 
 class UnknownBackend(ValueError):

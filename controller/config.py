@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     router: str = "embedded"
     metrics: str = "prometheus"
     registry: str = "mlflow"
+    quantize_runner: str = "local"                    # local: a subprocess here; kubernetes: a Job on the GPU pool
     metrics_batch_seconds: float = Field(0.5, gt=0)   # prometheus-batched: the snapshot's largest age
     models: list[WatchedModel] = Field(default_factory=list)
     tick_seconds: float = Field(2.0, gt=0)
@@ -52,10 +53,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
-    @field_validator("pool", "router", "metrics", "registry")
+    @field_validator("pool", "router", "metrics", "registry", "quantize_runner")
     @classmethod
     def _known_backend(cls, name: str, info) -> str:
-        return check_name(info.field_name, name)
+        return check_name(info.field_name.removesuffix("_runner"), name)
 
     @field_validator("tenants")
     @classmethod

@@ -41,6 +41,7 @@ def build_controller(settings: Settings) -> tuple[Controller, sessionmaker]:
         champions=ChampionStore(sessions),
         queue=VersionQueue(sessions),
         audit=AuditStore(sessions),
+        quantize_jobs=backends.make("quantize", settings.quantize_runner, settings, sessions),
     )
     return ctx, sessions
 

@@ -9,12 +9,17 @@ The Job uploads the build to MLflow itself; the controller never holds the weigh
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller.k8s import health, names, render
-from controller.k8s.api import KubeApi
+from controller.k8s.api import KubeApi, KubeError
 from controller.k8s.settings import KubernetesSettings
+
+log = logging.getLogger(__name__)
 
 TERMINATION_LOG = "/dev/termination-log"
 RELEASE_LABEL = "relctl.io/release"
@@ -65,8 +70,9 @@ def _container(k: KubernetesSettings, release_id: str, model: str, version: str,
 
 
 class KubernetesQuantizeJobs:
-    def __init__(self, api: KubeApi, k: KubernetesSettings, mlflow_uri: str):
+    def __init__(self, api: KubeApi, k: KubernetesSettings, mlflow_uri: str, poll_seconds: float = 5.0):
         self._api, self._k, self._mlflow = api, k, k.mlflow_uri or mlflow_uri
+        self._poll = poll_seconds
 
     def start(self, release_id: str, model: str, version: str, policy) -> None:
         """Idempotent: applying the same Job again changes nothing."""
@@ -93,6 +99,57 @@ class KubernetesQuantizeJobs:
 
     def cancel(self, release_id: str) -> bool:
         return self._api.delete("batch/v1", "Job", self._k.namespace, job_name(release_id))
+
+    def run(self, release_id: str, model: str, version: str, policy, *, progress: Callable[..., None],
+            cancel: threading.Event) -> dict | None:
+        """The local build job's boundary, on the cluster: start the Job (or find it, after a restart),
+        report its state as `progress(step=, detail=)` until it ends, delete it when `cancel` is set
+        (then None). Returns the entry's result of a registered build; raises QuantizeJobFailed with
+        the cause otherwise (the Job failed, the entry's error, or the quality gate's reason)."""
+        name = job_name(release_id)
+        self.start(release_id, model, version, policy)
+        while True:
+            if cancel.is_set():
+                self.cancel(release_id)
+                log.info("quantize_job.deleted", extra={"release": release_id, "job": name})
+                return None
+            try:
+                state = self.observe(release_id)
+            except KubeError as exc:
+                if not exc.retryable:
+                    raise
+                progress(step="quantizing", detail=f"Job {name}: API server not answering ({exc.status}); retrying")
+                cancel.wait(self._poll)
+                continue
+            if state is None:
+                raise QuantizeJobFailed(f"Job {name} disappeared before it finished (deleted by someone else?)")
+            progress(step="quantizing", detail=f"Job {name}: {state.detail}")
+            if state.state != "running":
+                return _outcome(name, state)
+            cancel.wait(self._poll)
+
+
+class QuantizeJobFailed(RuntimeError):
+    pass
+
+
+def _outcome(name: str, state: QuantizeJobState) -> dict:
+    result = state.result or {}
+    if state.state == "failed" or result.get("status") == "error":
+        raise QuantizeJobFailed(f"Job {name} failed: {result.get('error') or state.detail}")
+    if result.get("status") == "gate_failed":
+        raise QuantizeJobFailed(f"Job {name}: quality gate failed, nothing registered: "
+                                f"{(result.get('gate') or {}).get('reason', 'no reason given')}")
+    if result.get("status") != "succeeded" or not result.get("build_version"):
+        raise QuantizeJobFailed(f"Job {name} succeeded without a result in its pod's termination message")
+    return result
+
+
+def build(settings, sessions) -> KubernetesQuantizeJobs:
+    """Backend factory (controller.backends, kind "quantize"): builds run as Jobs on the cluster."""
+    from controller.k8s.api import api_client
+    k = settings.kubernetes
+    return KubernetesQuantizeJobs(KubeApi(api_client(k), timeout=k.request_timeout_seconds), k, settings.mlflow_uri)
 
 
 def _termination_result(pod: dict) -> dict | None:

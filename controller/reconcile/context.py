@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from controller.analysis.providers.base import MetricProvider
 from controller.pools.base import Pool
@@ -33,6 +33,9 @@ class Controller:
     queue: VersionQueue
     audit: AuditStore | None = None
     clock: Callable[[], datetime] = field(default=utc_now)
+    # Where builds run (settings quantize_runner): None, the quantize subprocess here; else a runner
+    # of quantization Jobs on the cluster (controller/k8s/quantize_job.py).
+    quantize_jobs: Any = None
 
     def checkpoint_path(self, model: str, version: str) -> Path:
         """Where a registry version's files are kept locally (see download_checkpoint)."""

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 TAG_QUANTIZATION_RUN = "relctl.quantization_run_id"
 BUILD_JOB = "build"
 REUSED = "build registered before a controller restart and reused; it was registered without a speed measurement"
+JOB_NO_SPEED = "built by a quantization Job, which measures quality only (no speed gate)"
 
 
 def observe_build(ctx: Controller, r: Release, policy: Policy) -> BuildOutcome | None:
@@ -50,15 +51,11 @@ def build_progress(ctx: Controller, r: Release) -> dict[str, Any]:
 
 
 def _build_job(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[str, Any]:
-    existing = [v for v in ctx.registry.find_versions_by_tag(r.model, rc.TAG_RELEASE_ID, r.id)
-                if v.tags.get(rc.TAG_QUANTIZATION)]
+    existing = _registered_build(ctx, r, REUSED)
     if existing:  # registered before a crash: reuse, never register twice
-        v = existing[0]
-        verdict = rc.speed_from_tags(v.tags)
-        speed = speed_document(None, REUSED) if verdict is None else \
-            {"measured": True, "passed": verdict["action"] == "proceed", **verdict, "comparison": None}
-        return {"version": v.version, "report": {"quality": rc.quality_from_tags(v.tags),
-                                                 "quantization": v.tags[rc.TAG_QUANTIZATION], "speed": speed}}
+        return existing
+    if ctx.quantize_jobs is not None:
+        return _build_as_job(ctx, r, policy, jc)
     try:
         with _cores_away_from_servers(ctx):
             return _build(ctx, r, policy, jc)
@@ -69,6 +66,32 @@ def _build_job(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> d
             raise Cancelled(str(exc)) from None
         _log_failed_run(ctx, r, exc)
         raise
+
+
+def _registered_build(ctx: Controller, r: Release, not_measured: str) -> dict[str, Any] | None:
+    """The build registered for this release (tag relctl.release_id), with its report read back from its tags."""
+    existing = [v for v in ctx.registry.find_versions_by_tag(r.model, rc.TAG_RELEASE_ID, r.id)
+                if v.tags.get(rc.TAG_QUANTIZATION)]
+    if not existing:
+        return None
+    v = existing[0]
+    verdict = rc.speed_from_tags(v.tags)
+    speed = speed_document(None, not_measured) if verdict is None else \
+        {"measured": True, "passed": verdict["action"] == "proceed", **verdict, "comparison": None}
+    return {"version": v.version, "report": {"quality": rc.quality_from_tags(v.tags),
+                                             "quantization": v.tags[rc.TAG_QUANTIZATION], "speed": speed}}
+
+
+def _build_as_job(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[str, Any]:
+    """quantize_runner kubernetes: a Job quantizes, gates and registers the build (deleted on cancel);
+    the controller reads the registered version back and never holds the weights."""
+    result = ctx.quantize_jobs.run(r.id, r.model, r.candidate_version, policy, progress=jc.progress, cancel=jc.cancel)
+    jc.check()
+    built = _registered_build(ctx, r, JOB_NO_SPEED)
+    if result is None or built is None:
+        raise RuntimeError(f"the quantization Job reported version {result and result.get('build_version')}, but "
+                           f"no version of {r.model} carries {rc.TAG_RELEASE_ID}={r.id}")
+    return built
 
 
 def _build(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[str, Any]:
