@@ -294,8 +294,9 @@ def scale_run(base: Path, prom: PrometheusServer, exporter: Exporter, args) -> d
     warmup = time.time() - started
     reads0, rec0, ticks0, refresh0, m0 = dict(provider.reads), driver.reconciles, driver.ticks, \
         provider.inner.refreshes, time.time()
+    cpu0 = time.process_time()
     time.sleep(args.measure_seconds)
-    elapsed = time.time() - m0
+    elapsed, cpu = time.time() - m0, time.process_time() - cpu0
     rates = [(provider.reads.get(r.id, 0) - reads0.get(r.id, 0)) / elapsed for r in releases]
     reconciles = (driver.reconciles - rec0) / elapsed
     ticks, refreshes = (driver.ticks - ticks0) / elapsed, (provider.inner.refreshes - refresh0) / elapsed
@@ -313,6 +314,9 @@ def scale_run(base: Path, prom: PrometheusServer, exporter: Exporter, args) -> d
             "judged_per_release_per_second_mean": round(statistics.fmean(rates), 3),
             "reconciles_per_second": round(reconciles, 1), "scheduler_ticks_per_second": round(ticks, 2),
             "snapshot_refreshes_per_second": round(refreshes, 2),
+            # the controller process's CPU (all threads) while measured: cores busy, and per reconcile
+            "controller_cpu_cores": round(cpu / elapsed, 2),
+            "controller_cpu_ms_per_reconcile": round(1000 * cpu / max(1, driver.reconciles - rec0), 3),
             "breaches": len(faulty), "breaches_rolled_back": sum(s != float("inf") for s in seconds),
             "breach_to_zero_weight_p50_seconds": pct(seconds, 0.5),
             "breach_to_zero_weight_p99_seconds": pct(seconds, 0.99),

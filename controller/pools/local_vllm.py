@@ -161,6 +161,12 @@ class LocalVllmPool:
         env = dict(os.environ)
         if self.device == "cpu":
             cmd += ["--dtype", cpu_dtype()]
+            if not any(a.startswith(("--compilation-config", "-O", "-cc")) for a in self._extra_args):
+                # No torch.compile warm-up: on CPU it compiles C++ with gcc at every new model
+                # (10-30 s per start quiet, minutes on a loaded 2-core machine) and served the
+                # tiny models no faster (p50 41-60 ms either way). Compilation options given in
+                # the pool's extra args take precedence.
+                cmd.append("--enforce-eager")
             env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
             env["VLLM_CPU_OMP_THREADS_BIND"] = str(core)
         return cmd, env

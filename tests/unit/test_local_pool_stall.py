@@ -56,3 +56,12 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_cpu_servers_skip_torch_compile_unless_the_pool_asks_for_it(tmp_path):
+    eager, _ = make_local_pool(tmp_path)._server_command("m", tmp_path, 8000, 0)
+    assert "--enforce-eager" in eager
+    compiled, _ = make_local_pool(tmp_path, extra_args=("-O3",))._server_command("m", tmp_path, 8000, 0)
+    assert "--enforce-eager" not in compiled and "-O3" in compiled
+    gpu, _ = make_local_pool(tmp_path, device="gpu")._server_command("m", tmp_path, 8000, 0)
+    assert "--enforce-eager" not in gpu
