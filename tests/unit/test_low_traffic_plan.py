@@ -1,0 +1,290 @@
+"""The controller acts on the low-traffic plan stored with the release (issue 13, part 3).
+
+The loop runs for real on the SQLite store and the fakes of tests/fakes; the plan is the real
+estimate (analysis/planning.py) from the provider's recent traffic, and traffic is served as
+the router's real split says: mirrored pairs in shadow, a weighted split in the canary.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from controller.analysis.types import Measurement, ShadowCounts
+from controller.domain.decide import decide
+from controller.domain.low_traffic import acting_policy, stored_plan
+from controller.domain.phases import Phase
+from controller.domain.release import DeployOutcome, Observations
+from controller.reconcile.loop import reconcile
+from policies.schema import Policy
+from tests.conftest import make_controller
+from tests.fakes import FakeProvider
+
+# Steps that cannot decide within the judge's 60 s window at 10 req/s: the plan acts.
+POLICY = {"quantize": {"enabled": False}, "shadow": {"duration_seconds": 10, "mirror_percent": 50},
+          "canary": {"steps": [10, 50], "step_seconds": 10},
+          "analysis": {"latency_metrics": [], "min_requests": 20, "min_soak_seconds": 10, "max_window_seconds": 60}}
+RECENT = (6000, 300)        # the stable's last 600 s: 10 req/s, 5 % errors
+TICK = 5.0
+
+
+@dataclass
+class PairedProvider(FakeProvider):
+    """The fake provider plus mirrored pairs and the recent traffic the plan is estimated from."""
+    pairs: ShadowCounts = field(default_factory=ShadowCounts)
+    recent: tuple[int, int] | str = RECENT
+
+    def read(self, model, release_id, thresholds):
+        self.reads += 1
+        return Measurement(self.stable, self.candidate, self.pairs)
+
+    def recent_traffic(self, model, seconds):
+        return self.recent
+
+
+class Traffic:
+    """`rps` requests a second, served as the router says, errors at exactly the expected rates
+    (cumulative expectations floored: deterministic, no sampling noise)."""
+
+    def __init__(self, rps: float = 10.0, p_stable: float = 0.05, p_candidate: float = 0.05):
+        self.rps, self.p_s, self.p_c = rps, p_stable, p_candidate
+        self.expected: dict[str, float] = {}
+        self.taken: dict[str, int] = {}
+
+    def _take(self, key: str, amount: float) -> int:
+        self.expected[key] = self.expected.get(key, 0.0) + amount
+        n = math.floor(self.expected[key] + 1e-9) - self.taken.get(key, 0)
+        self.taken[key] = self.taken.get(key, 0) + n
+        return n
+
+    def serve(self, ctx, seconds: float) -> None:
+        m, n = ctx.metrics, self.rps * seconds
+        route = ctx.router.current("chat")
+        if route is not None and route.mirror_to == "candidate":
+            mirrored = n * route.mirror_percent / 100
+            pairs = self._take("pairs", mirrored)
+            only_c = self._take("only_c", mirrored * self.p_c * (1 - self.p_s))
+            only_s = self._take("only_s", mirrored * self.p_s * (1 - self.p_c))
+            p = m.pairs
+            m.pairs = ShadowCounts(p.pairs + pairs, p.only_candidate_failed + only_c, p.only_stable_failed + only_s)
+            m.add("stable", self._take("stable", n), self._take("stable_errors", n * self.p_s))
+            return
+        share = ctx.router.weight("chat") / 100
+        m.add("stable", self._take("stable", n * (1 - share)), self._take("stable_errors", n * (1 - share) * self.p_s))
+        m.add("candidate", self._take("cand", n * share), self._take("cand_errors", n * share * self.p_c))
+
+
+def start(ctx, analysis=None, **policy):
+    ctx.champions.record("chat", "1", ctx.clock())
+    body = {**POLICY, **policy, "analysis": {**POLICY["analysis"], **(analysis or {})}}
+    return ctx.store.create("chat", "2", "1", body, ctx.clock())
+
+
+def run(ctx, release_id, traffic, until, limit=400):
+    for _ in range(limit):
+        ctx.clock.advance(TICK)
+        traffic.serve(ctx, TICK)
+        r = reconcile(ctx, release_id)
+        ctx.jobs.join(60)                   # the plan job, a thread, while deploying
+        if r.phase in until:
+            return r
+    raise AssertionError(f"release stuck in {r.phase}: {r.reason}")
+
+
+def transitions(ctx, release_id):
+    return [e for e in ctx.store.events(release_id) if e["kind"] == "transition"]
+
+
+def seconds_in(ctx, release_id, phase, step=None):
+    """How long the release stayed in `phase` (and `step`), from its transition events."""
+    ts = transitions(ctx, release_id)
+    spans = []
+    for a, b in zip(ts, ts[1:]):
+        if a["to_phase"] == phase.value and (step is None or a["data"].get("step") == step):
+            spans.append((datetime.fromisoformat(b["at"]) - datetime.fromisoformat(a["at"])).total_seconds())
+    return spans
+
+
+@pytest.fixture
+def paired(ctx):
+    ctx.metrics = PairedProvider()
+    return ctx
+
+
+def test_low_traffic_in_shadow_mode_promotes_from_a_fully_mirrored_shadow_without_canary_steps(paired):
+    ctx = paired
+    r = start(ctx)
+    r = run(ctx, r.id, Traffic(), {Phase.SHADOW})
+    plan = r.status["plan"]
+    assert plan["action"] == "shadow" and plan["policy_action"] == "shadow"
+    assert plan["slowest_step_seconds"] > 60 and 0 < plan["announced_seconds"] <= 120
+    assert "low traffic: kept in shadow" in r.reason
+    route = ctx.router.current("chat")
+    assert route.mirror_to == "candidate" and route.mirror_percent == 100.0   # the policy's 50 % is overridden
+    r = run(ctx, r.id, Traffic(), {Phase.SUCCEEDED})
+    phases = [t["to_phase"] for t in transitions(ctx, r.id)]
+    assert phases == ["deploying", "shadow", "promoting", "succeeded"]         # no canary step at all
+    promoted = next(t for t in transitions(ctx, r.id) if t["to_phase"] == "promoting")
+    assert "low-traffic plan (10 req/s): promoted from shadow, canary steps skipped" in promoted["reason"]
+    assert "shadow: no regression over" in promoted["reason"]
+    assert seconds_in(ctx, r.id, Phase.SHADOW)[0] <= plan["announced_seconds"]
+    shares = {s.weights.get("candidate", 0.0) for s in ctx.router.applied}
+    assert shares == {0.0, 100.0}            # no canary share ever: users saw the candidate once promoted
+    assert ctx.registry.aliases[("chat", "champion")] == "2"
+    assert any(e["kind"] == "analysis.plan" for e in ctx.store.events(r.id))
+
+
+def test_a_regression_in_the_low_traffic_shadow_rolls_back_and_no_user_saw_it(paired):
+    ctx = paired
+    r = start(ctx)
+    r = run(ctx, r.id, Traffic(), {Phase.SHADOW})
+    r = run(ctx, r.id, Traffic(p_candidate=0.25), {Phase.ROLLED_BACK})
+    assert [t["to_phase"] for t in transitions(ctx, r.id)] == ["deploying", "shadow", "rolling_back", "rolled_back"]
+    assert r.reason.startswith("shadow analysis:")
+    assert all(s.weights.get("candidate", 0.0) == 0.0 for s in ctx.router.applied)
+    assert ctx.registry.aliases[("chat", "champion")] == "1"
+
+
+def test_the_low_traffic_shadow_pauses_past_the_announced_time(paired):
+    ctx = paired
+    r = start(ctx)
+    r = run(ctx, r.id, Traffic(), {Phase.SHADOW})
+    r = run(ctx, r.id, Traffic(rps=0.0), {Phase.PAUSED})          # the traffic stops: no evidence either way
+    announced = r.status["plan"]["announced_seconds"]
+    assert r.paused_from == Phase.SHADOW
+    assert r.reason == f"low-traffic plan: no decision in shadow within the announced {announced:.0f} s"
+    assert announced < seconds_in(ctx, r.id, Phase.SHADOW)[0] <= announced + TICK
+
+
+def test_lengthen_gives_every_step_the_plans_time_and_no_undecided_pause(paired):
+    ctx = paired
+    r = start(ctx, analysis={"low_traffic": "lengthen"})
+    r = run(ctx, r.id, Traffic(), {Phase.CANARY})
+    plan = r.status["plan"]
+    assert plan["action"] == "lengthen" and plan["step_seconds"] > 60 * 2     # beyond the judge's 60 s window
+    assert 0 <= plan["announced_seconds"] - (2 * plan["step_seconds"] + 10 + 5) < 10   # + the shadow, settled
+    r = run(ctx, r.id, Traffic(), {Phase.SUCCEEDED, Phase.PAUSED}, limit=800)
+    assert r.phase == Phase.SUCCEEDED, r.reason
+    steps = [seconds_in(ctx, r.id, Phase.CANARY, step=i)[0] for i in (0, 1)]
+    assert all(plan["step_seconds"] <= s <= plan["step_seconds"] + TICK for s in steps)
+    assert not any("no decision" in e["reason"] for e in ctx.store.events(r.id))
+    assert sum(steps) + 10 + 5 <= plan["announced_seconds"] + 2 * TICK
+
+
+def test_none_keeps_todays_behaviour_the_step_pauses_undecided(paired):
+    ctx = paired
+    r = start(ctx, analysis={"low_traffic": "none"})
+    r = run(ctx, r.id, Traffic(), {Phase.CANARY})
+    assert r.status["plan"]["action"] == "none" and r.status["plan"]["step_seconds"] == 10
+    r = run(ctx, r.id, Traffic(), {Phase.PAUSED, Phase.SUCCEEDED})
+    assert r.phase == Phase.PAUSED and "canary analysis: no decision after" in r.reason
+    policy = Policy.model_validate(ctx.store.policy_of(r.id))
+    assert acting_policy(policy, r) is policy
+
+
+def test_without_a_plan_the_release_runs_as_today(paired):
+    ctx = paired
+    ctx.metrics.recent = "no stable traffic in the last 600 s"
+    r = start(ctx, analysis={"max_window_seconds": 1800})
+    r = run(ctx, r.id, Traffic(rps=100, p_stable=0.0, p_candidate=0.0), {Phase.SUCCEEDED})
+    assert r.status["plan"] == {"planned": False, "why": "no stable traffic in the last 600 s"}
+    assert [t["to_phase"] for t in transitions(ctx, r.id)] == ["deploying", "shadow", "canary", "canary",
+                                                               "promoting", "succeeded"]
+
+
+def test_a_restarted_controller_acts_on_the_stored_plan(paired, tmp_path):
+    ctx = paired
+    r = start(ctx)
+    r = run(ctx, r.id, Traffic(), {Phase.SHADOW})
+    # A new process over the same database; its provider now reports busy traffic, and would plan
+    # nothing like a shadow: the stored choice is what it acts on.
+    again = make_controller(tmp_path, clock=ctx.clock, registry=ctx.registry, pool=ctx.pool, router=ctx.router,
+                            metrics=dataclasses.replace(ctx.metrics, recent=(600000, 0)))
+    r = run(again, r.id, Traffic(), {Phase.SUCCEEDED})
+    assert [t["to_phase"] for t in transitions(again, r.id)] == ["deploying", "shadow", "promoting", "succeeded"]
+    assert again.jobs.get(r.id, "plan").attempt == 1                     # not estimated again
+
+
+def test_decide_waits_for_a_running_plan_and_acts_on_the_stored_one():
+    from controller.domain.release import Release
+    policy = Policy.model_validate(POLICY)
+    t0 = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
+    r = Release("r", "chat", "2", "1", Phase.DEPLOYING, t0)
+    ready = Observations(t0, deployment=DeployOutcome("ready"), planning=True)
+    assert decide(r, ready, policy).phase == Phase.DEPLOYING                  # the plan is coming
+    late = dataclasses.replace(ready, now=t0.replace(hour=1))
+    assert decide(r, late, policy).phase == Phase.SHADOW                      # not past the deploy timeout
+    shadow_plan = {"planned": True, "action": "shadow", "requests_per_second": 2, "announced_seconds": 720,
+                   "step_seconds": 30, "message": "m"}
+    d = decide(r.evolve(status={"plan": shadow_plan}), dataclasses.replace(ready, planning=False), policy)
+    assert d.phase == Phase.SHADOW and "expected within 720 s" in d.reason
+    # A plan without a bounded time is not acted on.
+    assert stored_plan({"plan": {**shadow_plan, "announced_seconds": None}}) is None
+    assert stored_plan({"plan": {"planned": False, "why": "x"}}) is None
+    lengthen = {**shadow_plan, "action": "lengthen", "step_seconds": 400}
+    acting = acting_policy(policy, r.evolve(status={"plan": lengthen}))
+    assert acting.canary.step_seconds == 400 and acting.analysis.max_window_seconds == 800
+    assert acting_policy(acting, r.evolve(status={"plan": lengthen})) is acting
+
+
+# --- A 2 req/s healthy release replayed tick by tick through the real loop, Analyzer and decide,
+# on bench/real_traffic.py's simulated gateway counters (Poisson arrivals, 1 % errors).
+
+def test_a_healthy_release_at_two_requests_a_second_promotes_within_the_announced_time(tmp_path):
+    from bench.real_traffic import Scenario, World
+
+    outcomes = []
+    for seed in range(8):
+        (tmp_path / f"run{seed}").mkdir()
+        c = make_controller(tmp_path / f"run{seed}")
+        world = World(Scenario("low traffic 2 req/s A/A", rps=2), np.random.default_rng(seed))
+        world.p.recent_traffic = lambda model, seconds: (1200, 12)        # 2 req/s, 1 % errors
+        c.metrics = world.p
+        c.champions.record("chat", "1", c.clock())
+        r = c.store.create("chat", "2", "1", {"quantize": {"enabled": False}}, c.clock())
+        t = 0
+        while r.phase not in (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.PAUSED) and t < 3000:
+            route = c.router.current("chat")
+            mirrored = route is not None and route.mirror_to == "candidate"
+            world.sc = dataclasses.replace(world.sc, shadow=mirrored)
+            world.second(t, 0.0 if mirrored else c.router.weight("chat") / 100)
+            t += 1
+            c.clock.advance(1)
+            if t % 5 == 0:
+                r = reconcile(c, r.id)
+                c.jobs.join(60)
+        plan = r.status["plan"]
+        phases = [e["to_phase"] for e in transitions(c, r.id)]
+        shadow = seconds_in(c, r.id, Phase.SHADOW)
+        outcomes.append((r.phase, phases, shadow[0] if shadow else None, plan["announced_seconds"]))
+    assert all(o[0] == Phase.SUCCEEDED and "canary" not in o[1] for o in outcomes), outcomes
+    within = sum(o[2] <= o[3] for o in outcomes)
+    assert within >= 7, outcomes                          # the plan's 90 % quantile, give or take one run
+
+
+def test_the_api_and_the_release_view_show_the_plan_and_the_announced_time(paired):
+    import io
+
+    from fastapi.testclient import TestClient
+    from rich.console import Console
+
+    from controller.api.app import create_app
+    from controller.cli_views import release_view
+
+    ctx = paired
+    r = start(ctx)
+    r = run(ctx, r.id, Traffic(), {Phase.SHADOW})
+    client = TestClient(create_app(ctx, {"v-tok": "viewer"}))
+    got = client.get(f"/api/v1/releases/{r.id}", headers={"Authorization": "Bearer v-tok"}).json()
+    announced = r.status["plan"]["announced_seconds"]
+    assert got["status"]["plan"]["action"] == "shadow" and got["status"]["plan"]["announced_seconds"] == announced
+    assert got["weights"] == {"stable": 100.0, "candidate": 0.0, "mirror_percent": 100.0}
+    console = Console(record=True, width=140, file=io.StringIO(), color_system=None)
+    console.print(release_view(got))
+    text = console.export_text()
+    assert (f"low traffic plan at 10 req/s: kept in shadow, every request mirrored, no canary steps; "
+            f"promotion expected within {announced:.0f} s") in text
