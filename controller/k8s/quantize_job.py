@@ -149,7 +149,8 @@ def build(settings, sessions) -> KubernetesQuantizeJobs:
     """Backend factory (controller.backends, kind "quantize"): builds run as Jobs on the cluster."""
     from controller.k8s.api import api_client
     k = settings.kubernetes
-    return KubernetesQuantizeJobs(KubeApi(api_client(k), timeout=k.request_timeout_seconds), k, settings.mlflow_uri)
+    return KubernetesQuantizeJobs(KubeApi(api_client(k), timeout=k.request_timeout_seconds), k, settings.mlflow_uri,
+                                  poll_seconds=k.job_poll_seconds)
 
 
 def _termination_result(pod: dict) -> dict | None:

@@ -41,6 +41,7 @@ class KubernetesSettings(BaseModel):
     progress_deadline_seconds: int = Field(900, ge=30, description="a Deployment with no ready pod "
                                            "after this long is failed (Kubernetes' ProgressDeadlineExceeded)")
     crashloop_restarts: int = Field(3, ge=1, description="container restarts that make a version failed")
+    job_poll_seconds: float = Field(5, gt=0, description="how often a build looks at its quantization Job")
 
     # Autoscaling on GPU utilisation (targets and bounds come from the policy).
     autoscaler: Literal["hpa", "keda"] = "hpa"

@@ -9,7 +9,7 @@ Prometheus scraping that gateway, and the judge reading it. Stand-ins: the API s
 the vLLM pods (one small OpenAI-compatible server per pod, on 127.0.0.1), the cluster's DNS
 (ClusterDns below) and the registry (tests/fakes: the Kubernetes pods fetch models themselves).
 
-- a healthy release: deploy -> shadow -> canary 25 %, 50 % -> promote, the HTTPRoute and the
+- a healthy release: quantize (a Job) -> deploy -> shadow -> canary 25 %, 50 % -> promote, the HTTPRoute and the
   gateway read back at 100 % on the new version;
 - a faulty one (its pod starts failing under canary load): rolled back, weights back to stable;
 - a lost lease: two replicas with leader election; the leader is cut off from the API server in
@@ -41,17 +41,19 @@ from controller.domain.phases import Phase
 from controller.k8s import routes
 from controller.k8s.api import KubeApi, api_client
 from controller.k8s.leader import LeaderElector
+from controller.k8s.quantize_job import job_name
 from controller.k8s.settings import KubernetesSettings
 from controller.ports import free_port, stop_process
 from controller.reconcile.context import utc_now
 from controller.reconcile.workers import ReleaseWorkers
+from controller.registry import conventions as rc
 from controller.service import create_release
 from controller.traffic.embedded import EmbeddedGatewayRouter
 from controller.traffic.gateway_api import GatewayApiRouter
 from policies.loader import load_policy
 from tests.conftest import make_controller
 from tests.fakes import FakeRegistry
-from tests.support.k8s_emulator import KubeEmulator, Kubelet
+from tests.support.k8s_emulator import PASSING_FIGURES, KubeEmulator, Kubelet, job_exits
 from tests.support.prometheus import PrometheusServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -211,15 +213,16 @@ def replica(stack: Stack, workdir: Path, registry: FakeRegistry, name: str, monk
     monkeypatch.setenv("POD_NAME", name)
     monkeypatch.setenv("RELCTL_GATEWAY_TOKEN", TOKEN)
     k = KubernetesSettings(namespace=NS, kubeconfig=str(stack.kubeconfig), relctl_gateway_admin_url=stack.gateway_url,
-                           lease_seconds=4, renew_deadline_seconds=2.5, request_timeout_seconds=5)
+                           lease_seconds=4, renew_deadline_seconds=2.5, request_timeout_seconds=5, job_poll_seconds=0.2)
     settings = Settings(workdir=workdir, pool="kubernetes", router="gateway-api", metrics="prometheus",
-                        prometheus_url=stack.prom.url, kubernetes=k,
+                        quantize_runner="kubernetes", prometheus_url=stack.prom.url, kubernetes=k,
                         models=[WatchedModel(name=m, policy=str(stack.policy)) for m in MODELS])
     api = KubeApi(api_client(k), timeout=5)
     router = GatewayApiRouter(api, k, gateway=ClusterDns(EmbeddedGatewayRouter(stack.gateway_url, TOKEN), stack.pods))
     ctx = make_controller(workdir, registry=registry, clock=utc_now, router=router,
                           pool=backends.make("pool", "kubernetes", settings, None),
-                          metrics=backends.make("metrics", "prometheus", settings, None))
+                          metrics=backends.make("metrics", "prometheus", settings, None),
+                          quantize_jobs=backends.make("quantize", "kubernetes", settings, None))
     return ctx, api
 
 
@@ -259,18 +262,26 @@ def read_back(stack: Stack, ctx, model: str) -> tuple[dict, dict]:
 def test_a_healthy_release_is_promoted_and_a_faulty_one_rolled_back(stack, tmp_path, monkeypatch):
     ctx, _ = replica(stack, tmp_path, registry_with(tmp_path, "good", "bad"), "solo", monkeypatch)
     workers = ReleaseWorkers(ctx, max_workers=1)
-    good = create_release(ctx, "good", "2", stack.policy)
+    quantized = yaml.safe_load(stack.policy.read_text())
+    quantized["quantize"]["enabled"] = True
+    good = create_release(ctx, "good", "2", quantized)        # quantized by a Job, then its build released
     bad = create_release(ctx, "bad", "2", stack.policy)
+    job = f"/apis/batch/v1/namespaces/{NS}/jobs/{job_name(good.id)}"
 
-    def fail_bad_under_canary_load():
+    def the_cluster_acts():
+        if (stack.emu.get(job) or {"status": 1}).get("status") is None:   # the Job, as quantize_entry.py: ...
+            build = ctx.registry.add_version("good", {**rc.lineage_tags("2", "awq-w4-g128", PASSING_FIGURES),
+                                                      rc.TAG_RELEASE_ID: good.id})       # ... registers the build
+            job_exits(stack.emu, NS, job_name(good.id), {"status": "succeeded", "build_version": build,
+                                                          "gate": {"passed": True, "reason": "within bounds"}})
         if ctx.store.get(bad.id).phase == Phase.CANARY:
-            stack.pods.failing["bad-v2"] = 0.3
+            stack.pods.failing["bad-v2"] = 0.3                  # the bad candidate fails under live load
 
     def both_ended():
         return {ctx.store.get(r).phase for r in (good.id, bad.id)} <= {Phase.SUCCEEDED, Phase.ROLLED_BACK}
 
     try:
-        seconds = drive([workers], both_ended, 150, each=fail_bad_under_canary_load)
+        seconds = drive([workers], both_ended, 150, each=the_cluster_acts)
         drive([workers], lambda: all(ctx.store.get(r).settled for r in (good.id, bad.id)), 20)   # effects held
     finally:
         workers.shutdown()
@@ -280,20 +291,23 @@ def test_a_healthy_release_is_promoted_and_a_faulty_one_rolled_back(stack, tmp_p
     assert b.phase == Phase.ROLLED_BACK, b.reason
     assert b.reason.startswith("canary step") and ("hard guard" in b.reason or "errors regression" in b.reason)
     walked = _transitions_to(ctx, good.id)
-    assert [t for _, t in walked] == ["deploying", "shadow", "canary", "canary", "promoting", "succeeded"], walked
+    assert [t for _, t in walked] == ["quantizing", "evaluating", "deploying", "shadow", "canary", "canary",
+                                      "promoting", "succeeded"], walked
+    assert g.status["deployment"]["version"] == "3"                                  # the Job's build
     assert [t for _, t in _transitions_to(ctx, bad.id)][-2:] == ["rolling_back", "rolled_back"]
     assert "canary" in [t for _, t in _transitions_to(ctx, bad.id)]
 
     # Read back from the cluster: the HTTPRoute's recorded split and relctl's gateway agree.
-    assert read_back(stack, ctx, "good") == ({"2": 100.0}, {"2": 100.0})
+    assert read_back(stack, ctx, "good") == ({"3": 100.0}, {"3": 100.0})
     assert read_back(stack, ctx, "bad") == ({"1": 100.0}, {"1": 100.0})
-    assert ctx.registry.aliases[("good", "champion")] == "2" and ctx.registry.aliases[("bad", "champion")] == "1"
+    assert ctx.registry.aliases[("good", "champion")] == "3" and ctx.registry.aliases[("bad", "champion")] == "1"
     deps = stack.emu.paths("/deployments/")
-    assert f"/apis/apps/v1/namespaces/{NS}/deployments/good-v2" in deps
+    assert f"/apis/apps/v1/namespaces/{NS}/deployments/good-v3" in deps
     assert not [d for d in deps if d.endswith(("good-v1", "bad-v2"))], deps    # the loser's pods are gone
     # Every write was a server-side apply as "relctl", or a delete.
     writes = [c for c in stack.emu.calls if c.agent == "relctl/solo" and c.method != "GET"]
     assert {c.method for c in writes} == {"PATCH", "DELETE"}
+    assert not [c for c in ctx.registry.calls if c[0] == "register"]            # the Job registered the build
     assert all(c.query == {"fieldManager": "relctl", "force": "true"} for c in writes if c.method == "PATCH")
 
 

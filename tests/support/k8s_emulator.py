@@ -302,3 +302,27 @@ def _pod(dep: dict, ready: bool) -> dict:
             "status": {"phase": "Running", "conditions": [condition],
                        "containerStatuses": [{"name": "vllm", "ready": ready, "restartCount": 0,
                                               "state": {"running": {}}}]}}
+
+
+# What quantize_entry.py registers for a build that passed the gate (figures for the default gate).
+PASSING_FIGURES = dict(parent_perplexity=10.0, build_perplexity=10.1, perplexity_increase_pct=1.0, parent_accuracy=0.6,
+                       build_accuracy=0.6, accuracy_drop_pct=0.0, eval_items=6044, heldout_tokens=4096,
+                       parent_layers_bytes_fp16=1000, build_layers_bytes=260, weight_size_ratio=0.26,
+                       parent_only_correct=0, build_only_correct=0)
+
+
+def job_exits(emu: KubeEmulator, namespace: str, name: str, result: dict | None, failed: str = "") -> None:
+    """What the cluster shows once a Job's pod has exited: the pod with its termination message
+    (`result` as JSON), and the Job's status (succeeded, or failed with reason `failed`)."""
+    terminated = {"exitCode": 1 if failed else 0, "reason": "Error" if failed else "Completed"}
+    if result is not None:
+        terminated["message"] = json.dumps(result)
+    emu.put(f"/api/v1/namespaces/{namespace}/pods/{name}-x7k2p", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{name}-x7k2p", "namespace": namespace,
+                                                        "labels": {"job-name": name}},
+        "status": {"phase": "Failed" if failed else "Succeeded",
+                   "containerStatuses": [{"name": "quantize", "state": {"terminated": terminated}}]}})
+    status = {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": failed,
+                                           "message": "Job has reached the specified backoff limit"}]} \
+        if failed else {"succeeded": 1}
+    emu.edit(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}", lambda job: job.update(status=status))

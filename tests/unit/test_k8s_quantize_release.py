@@ -4,7 +4,6 @@ the build in the registry as quantize_entry.py does, and writes the Job's status
 termination message."""
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -19,13 +18,10 @@ from controller.k8s.settings import KubernetesSettings
 from controller.reconcile.loop import reconcile
 from controller.registry import conventions as rc
 from tests.conftest import make_controller
+from tests.support.k8s_emulator import PASSING_FIGURES, job_exits
 
 NS = "llm"
 POLICY = {"quantize": {"enabled": True}, "shadow": {"duration_seconds": 10}, "canary": {"steps": [50]}}
-FIGURES = dict(parent_perplexity=10.0, build_perplexity=10.1, perplexity_increase_pct=1.0, parent_accuracy=0.6,
-               build_accuracy=0.6, accuracy_drop_pct=0.0, eval_items=6044, heldout_tokens=4096,
-               parent_layers_bytes_fp16=1000, build_layers_bytes=260, weight_size_ratio=0.26,
-               parent_only_correct=0, build_only_correct=0)
 
 
 @pytest.fixture
@@ -51,20 +47,7 @@ def started(ctx, emu):
 
 
 def job_ends(emu, release_id: str, result: dict | None, failed: str = "") -> None:
-    """What the cluster shows when the Job's pod has exited: its termination message, the Job's status."""
-    name = job_name(release_id)
-    terminated = {"exitCode": 1 if failed else 0, "reason": "Error" if failed else "Completed"}
-    if result is not None:
-        terminated["message"] = json.dumps(result)
-    emu.put(f"/api/v1/namespaces/{NS}/pods/{name}-x7k2p", {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{name}-x7k2p", "namespace": NS,
-                                                        "labels": {"job-name": name}},
-        "status": {"phase": "Failed" if failed else "Succeeded",
-                   "containerStatuses": [{"name": "quantize", "state": {"terminated": terminated}}]}})
-    status = {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": failed,
-                                           "message": "Job has reached the specified backoff limit"}]} \
-        if failed else {"succeeded": 1}
-    emu.edit(job_path(release_id), lambda job: job.update(status=status))
+    job_exits(emu, NS, job_name(release_id), result, failed)
 
 
 def run_until(ctx, release_id: str, done, seconds: float = 10.0):
@@ -94,7 +77,7 @@ def test_the_build_runs_as_a_job_whose_registered_version_the_release_deploys(ct
     assert progress["state"] == "running" and progress["step"] == "quantizing"
 
     # The Job registers its build (lineage and release tags) and says so in its termination message.
-    build = ctx.registry.add_version("chat", {**rc.lineage_tags("2", "awq-w4-g128", FIGURES),
+    build = ctx.registry.add_version("chat", {**rc.lineage_tags("2", "awq-w4-g128", PASSING_FIGURES),
                                               rc.TAG_RELEASE_ID: r.id})
     job_ends(emu, r.id, {"status": "succeeded", "build_version": build, "gate": {"passed": True, "reason": "ok"}})
     r = run_until(ctx, r.id, lambda rel: rel.phase not in (Phase.QUANTIZING, Phase.EVALUATING))
