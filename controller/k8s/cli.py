@@ -53,7 +53,7 @@ def render_yaml(args) -> str:
     objs = k8s_tenants.tenant_objects(k, tenant, tenants[tenant]) if tenant else []
     objs += render.version_objects(k8s_tenants.for_model(k, tenants, args.model), args.model, args.version,
                                    section, mlflow_uri)
-    objs.append(_route(k, args))
+    objs.append(_route(k, args, k8s_tenants.for_model(k, tenants, args.model).namespace))
     return yaml.safe_dump_all(objs, sort_keys=False)
 
 
@@ -69,18 +69,20 @@ def run_tenants(args) -> int:
     return 0
 
 
-def _route(k: KubernetesSettings, args) -> dict:
+def _route(k: KubernetesSettings, args, namespace: str) -> dict:
+    """The model's HTTPRoute (in the controller's namespace) to the versions in `namespace`."""
     from controller.k8s.routes import http_route
     if args.weight is not None and not 0 <= args.weight <= 100:
         raise ValueError(f"--weight must be a percent in [0, 100], got {args.weight:g}")
-    candidate = Backend("candidate", render.service_url(k, args.model, args.version), str(args.version))
+    served = k.model_copy(update={"namespace": namespace})
+    candidate = Backend("candidate", render.service_url(served, args.model, args.version), str(args.version))
     if not args.stable:
         spec = RouteSpec(args.model, (candidate,), {"candidate": 100.0})
     else:
         w = args.weight or 0.0
-        stable = Backend("stable", render.service_url(k, args.model, args.stable), str(args.stable))
+        stable = Backend("stable", render.service_url(served, args.model, args.stable), str(args.stable))
         spec = RouteSpec(args.model, (stable, candidate), {"stable": 100.0 - w, "candidate": w})
-    return http_route(k, spec)
+    return http_route(k, spec, backend_namespace=namespace)
 
 
 def _settings(path: str | None) -> tuple[KubernetesSettings, str, dict]:

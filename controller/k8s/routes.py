@@ -26,17 +26,20 @@ def route_metadata(k: KubernetesSettings, spec: RouteSpec) -> dict:
                             ROUTE_ANNOTATION: json.dumps(route_to_json(spec), sort_keys=True)}}
 
 
-def http_route(k: KubernetesSettings, spec: RouteSpec) -> dict:
-    """The model's HTTPRoute: weighted backends per version, or all to relctl's gateway."""
+def http_route(k: KubernetesSettings, spec: RouteSpec, backend_namespace: str | None = None) -> dict:
+    """The model's HTTPRoute: weighted backends per version, or all to relctl's gateway. The route is in
+    the controller's namespace; a tenant's versions are in `backend_namespace`, which its backendRefs
+    name (the tenant's ReferenceGrant, controller/k8s/tenants.py, allows that)."""
+    ns = backend_namespace if backend_namespace and backend_namespace != k.namespace else None
     rule: dict = {"matches": [_match(k, spec.model)]}
     if k.mirror_mode == "relctl-gateway":
         # relctl's gateway splits and mirrors (with paired comparison); the route only reaches it
         rule["backendRefs"] = [{"group": "", "kind": "Service", "name": k.relctl_gateway_service,
                                 "port": k.relctl_gateway_port, "weight": 1}]
     else:
-        rule["backendRefs"] = [_backend_ref(k, spec.model, b.version, spec.weights.get(b.track, 0.0))
+        rule["backendRefs"] = [_backend_ref(k, spec.model, b.version, spec.weights.get(b.track, 0.0), ns)
                                for b in spec.backends]
-        mirror = _mirror_filter(k, spec)
+        mirror = _mirror_filter(k, spec, ns)
         if mirror:
             rule["filters"] = [mirror]
     parent = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": k.gateway_name,
@@ -52,22 +55,23 @@ def _match(k: KubernetesSettings, model: str) -> dict:
     return match
 
 
-def _backend_ref(k: KubernetesSettings, model: str, version: str, percent: float) -> dict:
+def _backend_ref(k: KubernetesSettings, model: str, version: str, percent: float, ns: str | None) -> dict:
     name, weight = names.version_name(model, version), int(round(percent * SCALE))
     if k.backend_kind == "inference-pool":
-        return {"group": INFERENCE_GROUP, "kind": "InferencePool", "name": name, "weight": weight}
-    return {"group": "", "kind": "Service", "name": name, "port": k.port, "weight": weight}
+        ref = {"group": INFERENCE_GROUP, "kind": "InferencePool", "name": name, "weight": weight}
+    else:
+        ref = {"group": "", "kind": "Service", "name": name, "port": k.port, "weight": weight}
+    return {**ref, "namespace": ns} if ns else ref
 
 
-def _mirror_filter(k: KubernetesSettings, spec: RouteSpec) -> dict | None:
+def _mirror_filter(k: KubernetesSettings, spec: RouteSpec, ns: str | None = None) -> dict | None:
     """Gateway API RequestMirror: the copy's answer is discarded (load only, no comparison)."""
     if k.mirror_mode != "request-mirror" or not spec.mirror_to:
         return None
     target = next(b for b in spec.backends if b.track == spec.mirror_to)
+    ref = {"group": "", "kind": "Service", "name": names.version_name(spec.model, target.version), "port": k.port}
     return {"type": "RequestMirror", "requestMirror": {
-        "backendRef": {"group": "", "kind": "Service", "name": names.version_name(spec.model, target.version),
-                       "port": k.port},
-        "percent": int(round(spec.mirror_percent))}}
+        "backendRef": {**ref, "namespace": ns} if ns else ref, "percent": int(round(spec.mirror_percent))}}
 
 
 def desired_spec(route: dict) -> RouteSpec | None:

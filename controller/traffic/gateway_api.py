@@ -18,9 +18,10 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from controller.k8s import names, routes
+from controller.k8s import names, routes, tenants as k8s_tenants
 from controller.k8s.api import KubeApi, KubeError
 from controller.k8s.settings import KubernetesSettings
+from controller.tenants import Tenants
 from controller.traffic.base import Fault, RouteSpec
 from controller.traffic.wire import RouteError
 
@@ -35,10 +36,12 @@ def log_drift(model: str, wanted: dict, found: dict) -> None:
 
 
 class GatewayApiRouter:
-    def __init__(self, api: KubeApi, k: KubernetesSettings, *, gateway=None, on_drift: DriftHook = log_drift):
+    def __init__(self, api: KubeApi, k: KubernetesSettings, *, gateway=None, on_drift: DriftHook = log_drift,
+                 tenants: Tenants | None = None):
         if k.mirror_mode == "relctl-gateway" and gateway is None:
             raise ValueError("mirror_mode relctl-gateway needs relctl's gateway admin client")
         self._api, self._k, self._gateway, self._on_drift = api, k, gateway, on_drift
+        self._tenants = tenants or {}
 
     def apply(self, spec: RouteSpec) -> None:
         before = self._route(spec.model)
@@ -47,7 +50,8 @@ class GatewayApiRouter:
         self._write(spec)
 
     def _write(self, spec: RouteSpec) -> None:
-        self._api.apply(routes.http_route(self._k, spec))
+        namespace = k8s_tenants.for_model(self._k, self._tenants, spec.model).namespace   # where its versions are
+        self._api.apply(routes.http_route(self._k, spec, backend_namespace=namespace))
         if self._gateway is not None:
             self._gateway.apply(spec)
         self._verify(spec)
@@ -124,4 +128,4 @@ def build(settings, sessions) -> GatewayApiRouter:
     gateway = None
     if k.mirror_mode == "relctl-gateway":
         gateway = EmbeddedGatewayRouter(k.relctl_gateway_admin_url, secret("RELCTL_GATEWAY_TOKEN"))
-    return GatewayApiRouter(api, k, gateway=gateway)
+    return GatewayApiRouter(api, k, gateway=gateway, tenants=getattr(settings, "tenants", None))

@@ -11,15 +11,17 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from controller.k8s import names, tenants as k8s_tenants
+from controller.k8s import names, routes, tenants as k8s_tenants
 from controller.k8s.api import KubeApi
 from controller.k8s.cli import add_parser, render_yaml, run_tenants
 from controller.k8s.settings import KubernetesSettings
 from controller.pools.kubernetes import KubernetesPool
 from controller.tenants import TenantSettings
+from controller.traffic.base import Backend, RouteSpec
+from controller.traffic.gateway_api import GatewayApiRouter
 from policies.kubernetes import KubernetesPolicy
 from tests.support.k8s_emulator import KubeEmulator
-from tests.unit.test_k8s_validate import KUBERNETES_VERSION
+from tests.unit.test_k8s_validate import KUBERNETES_VERSION, crd_validate
 
 TENANTS = {"bank-a": TenantSettings(models=["bank-chat"]),
            "clinic": TenantSettings(models=["clinic-chat"], namespace="clinic-llm")}
@@ -121,3 +123,42 @@ def _crash_looping(name: str, ns: str) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "status": {"containerStatuses": [crash]},
             "metadata": {"name": f"{name}-5d9f7-abcde", "namespace": ns,
                          "labels": {"app.kubernetes.io/instance": name}}}
+
+
+@pytest.mark.parametrize("k", [KubernetesSettings(namespace="llm", mirror_mode=m, backend_kind=b)
+                               for m in ("request-mirror", "off") for b in ("service", "inference-pool")],
+                         ids=lambda k: f"{k.mirror_mode}-{k.backend_kind}")
+def test_a_tenant_route_names_the_tenant_namespace_and_its_reference_grant_allows_exactly_that(k):
+    """The HTTPRoute stays in the controller's namespace; its backendRefs (and the mirror's) name the
+    tenant's, and the tenant's ReferenceGrant lets routes from the controller's namespace reach them."""
+    with KubeEmulator() as emu:
+        router = GatewayApiRouter(KubeApi(k8s.ApiClient(k8s.Configuration(host=emu.url)), timeout=5), k,
+                                  tenants=TENANTS)
+        spec = RouteSpec("clinic-chat", (Backend("stable", "http://s", "1"), Backend("candidate", "http://c", "2")),
+                         {"stable": 90.0, "candidate": 10.0}, mirror_to="candidate", mirror_percent=100)
+        router.apply(spec)
+        route = emu.get("/apis/gateway.networking.k8s.io/v1/namespaces/llm/httproutes/"
+                        + names.route_name("clinic-chat"))
+        assert router.current("clinic-chat").weights == {"stable": 90.0, "candidate": 10.0}   # read back
+    crd_validate(route)
+    rule = route["spec"]["rules"][0]
+    refs = rule["backendRefs"] + [f["requestMirror"]["backendRef"] for f in rule.get("filters", [])]
+    assert len(refs) == (3 if k.mirror_mode == "request-mirror" else 2)
+    assert {r["namespace"] for r in refs} == {"clinic-llm"}
+    objs = k8s_tenants.tenant_objects(k, "clinic", TENANTS["clinic"])
+    grant = objs[-1]
+    assert (grant["kind"], grant["metadata"]["namespace"]) == ("ReferenceGrant", "clinic-llm")
+    assert grant["spec"]["from"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "llm"}]
+    assert {(t["group"], t["kind"]) for t in grant["spec"]["to"]} == {(r["group"], r["kind"]) for r in refs}
+    crd_validate(grant)
+    for obj in objs[:-1]:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_with_relctl_gateway_a_tenant_needs_no_reference_grant_and_its_route_no_namespace():
+    k = KubernetesSettings(namespace="llm")
+    assert "ReferenceGrant" not in [o["kind"] for o in k8s_tenants.tenant_objects(k, "clinic", TENANTS["clinic"])]
+    spec = RouteSpec("clinic-chat", (Backend("stable", "http://s", "1"),), {"stable": 100.0})
+    route = routes.http_route(k, spec, backend_namespace="clinic-llm")
+    assert route["spec"]["rules"][0]["backendRefs"] == [
+        {"group": "", "kind": "Service", "name": "relctl-gateway", "port": 8080, "weight": 1}]

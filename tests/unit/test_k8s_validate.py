@@ -20,7 +20,7 @@ from tests.unit.crd_schema import crd_version_schema
 KUBERNETES_VERSION = "1.34.0"
 CRDS = Path(__file__).parents[1] / "data" / "crds"
 SCHEMAS = {"HTTPRoute": "httproute.v1.schema.yaml", "InferencePool": "inferencepool.v1.schema.yaml",
-           "ScaledObject": "scaledobject.v1alpha1.schema.yaml"}
+           "ScaledObject": "scaledobject.v1alpha1.schema.yaml", "ReferenceGrant": "referencegrant.v1beta1.schema.yaml"}
 SPEC = RouteSpec("Org_Model-AWQ", (Backend("stable", "http://s", "5"), Backend("candidate", "http://c", "7")),
                  {"stable": 95.0, "candidate": 5.0}, mirror_to="candidate", mirror_percent=50)
 
