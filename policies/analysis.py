@@ -98,8 +98,11 @@ class AnalysisPolicy(BaseModel):
     max_hold_seconds: float = duration(900, description="holding this long pauses the release")
     # Low traffic: what the release does when a step cannot decide within its time.
     low_traffic: Literal["lengthen", "shadow", "none"] = Field(
-        "shadow", description="when the estimated time to decide exceeds a step: 'lengthen' the steps, keep the "
-                              "candidate in 'shadow' with every request mirrored (no user sees it), or 'none'")
+        "shadow", description="when a step could not decide within max_window_seconds at the recent traffic: "
+                              "keep the candidate in 'shadow' with every request mirrored (no user sees it) until "
+                              "the paired judge promotes it (no canary steps) or rolls it back, pausing past the "
+                              "announced time; 'lengthen' every step to the plan's time (the judge's window "
+                              "limit grows with it); or 'none'")
     decide_quantile: float = Field(0.9, gt=0, lt=1, description="the announced time lets this share of healthy "
                                                                "candidates decide")
 

@@ -29,7 +29,7 @@ WINDOW_FACTOR = 2.0
 class LowTrafficPlan:
     action: Action
     requests_per_second: float
-    announced_seconds: float      # time to promotion told to the user, from the candidate's readiness
+    announced_seconds: float      # time to promotion told to the user, from the end of deploying
     step_seconds: float           # each canary step's time under `lengthen` (the policy's otherwise)
     message: str
 

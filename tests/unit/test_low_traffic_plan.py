@@ -13,16 +13,21 @@ from datetime import datetime
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.analysis.types import Measurement, ShadowCounts
 from controller.domain.decide import decide
 from controller.domain.low_traffic import acting_policy, stored_plan
+from controller.domain.phase_table import can_transition
 from controller.domain.phases import Phase
 from controller.domain.release import DeployOutcome, Observations
 from controller.reconcile.loop import reconcile
 from policies.schema import Policy
 from tests.conftest import make_controller
 from tests.fakes import FakeProvider
+from tests.unit.test_domain_phase_table import POLICY as PHASE_POLICY
+from tests.unit.test_domain_phase_table import observations, releases
 
 # Steps that cannot decide within the judge's 60 s window at 10 req/s: the plan acts.
 POLICY = {"quantize": {"enabled": False}, "shadow": {"duration_seconds": 10, "mirror_percent": 50},
@@ -288,3 +293,15 @@ def test_the_api_and_the_release_view_show_the_plan_and_the_announced_time(paire
     text = console.export_text()
     assert (f"low traffic plan at 10 req/s: kept in shadow, every request mirrored, no canary steps; "
             f"promotion expected within {announced:.0f} s") in text
+
+
+@settings(max_examples=800, deadline=None)
+@given(releases(), observations, st.sampled_from(["shadow", "lengthen", "none"]), st.booleans())
+def test_decide_with_a_stored_plan_moves_only_to_allowed_targets(release, obs, action, planning):
+    plan = {"planned": True, "action": action, "requests_per_second": 2.0, "announced_seconds": 300.0,
+            "step_seconds": 400.0, "message": "m"}
+    release = release.evolve(status={"plan": plan})
+    d = decide(release, dataclasses.replace(obs, planning=planning), PHASE_POLICY)
+    assert can_transition(release.phase, d.phase), (release.phase, d.phase, d.reason)
+    if action == "shadow" and release.phase in (Phase.DEPLOYING, Phase.SHADOW):
+        assert d.phase != Phase.CANARY, d.reason           # held in shadow: never a canary step
