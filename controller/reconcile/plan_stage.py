@@ -13,6 +13,8 @@ from policies.schema import Policy
 
 PLAN_JOB = "plan"
 RECENT_SECONDS = 600
+LAST_MINUTE = 60
+SURGE = 3.0      # the last minute's rate this many times the 10 minutes': the traffic began (or rose) lately
 
 
 def observe_plan(ctx: Controller, r: Release, policy: Policy, status: dict) -> bool:
@@ -47,7 +49,14 @@ def _plan(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[s
     got = ctx.metrics.recent_traffic(r.model, RECENT_SECONDS)  # type: ignore[attr-defined]
     if not isinstance(got, tuple) or got[0] <= 0:
         return {"planned": False, "why": got if isinstance(got, str) else "no recent traffic"}
-    plan = plan_from_counts(got[0], got[1], RECENT_SECONDS, policy.canary.steps, policy.canary.step_seconds,
+    seconds = RECENT_SECONDS
+    # Counters that began within the 10 minutes (a new model, a restarted gateway) would read as
+    # low traffic and hold a busy model in shadow: the last minute's rate wins when far higher.
+    minute = ctx.metrics.recent_traffic(r.model, LAST_MINUTE)  # type: ignore[attr-defined]
+    if isinstance(minute, tuple) and minute[0] / LAST_MINUTE > SURGE * got[0] / RECENT_SECONDS:
+        got, seconds = minute, LAST_MINUTE
+    plan = plan_from_counts(got[0], got[1], seconds, policy.canary.steps, policy.canary.step_seconds,
                             policy.analysis, shadow_seconds=policy.shadow.duration_seconds)
-    ctx.store.append_event(r.id, "analysis.plan", plan.message(), plan.event(), ctx.clock(), dedup_key="plan")
-    return {"planned": True, **plan.event(), "summary": plan.summary()}
+    data = {**plan.event(), "window_seconds": seconds}
+    ctx.store.append_event(r.id, "analysis.plan", plan.message(), data, ctx.clock(), dedup_key="plan")
+    return {"planned": True, **data, "summary": {**plan.summary(), "window_seconds": seconds}}

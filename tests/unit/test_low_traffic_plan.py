@@ -48,7 +48,10 @@ class PairedProvider(FakeProvider):
         return Measurement(self.stable, self.candidate, self.pairs)
 
     def recent_traffic(self, model, seconds):
-        return self.recent
+        """`recent` is the last 600 s; a shorter span sees its share of a steady rate."""
+        if isinstance(self.recent, str):
+            return self.recent
+        return tuple(round(x * seconds / 600) for x in self.recent)
 
 
 class Traffic:
@@ -201,6 +204,18 @@ def test_without_a_plan_the_release_runs_as_today(paired):
                                                                "promoting", "succeeded"]
 
 
+def test_counters_that_began_within_the_window_are_read_at_the_last_minutes_rate(paired):
+    """A gateway that started 20 s ago has served 2,000 requests: over 600 s that reads as
+    3.3 req/s (low traffic); the last minute says at least 33 req/s, and the policy stands."""
+    ctx = paired
+    ctx.metrics.recent_traffic = lambda model, seconds: (2000, 100)
+    r = start(ctx, analysis={"max_window_seconds": 1800})
+    r = run(ctx, r.id, Traffic(), {Phase.SHADOW, Phase.CANARY})
+    plan = r.status["plan"]
+    assert plan["window_seconds"] == 60 and plan["requests_per_second"] == pytest.approx(33.3, abs=0.1)
+    assert plan["action"] == "none"
+
+
 def test_a_restarted_controller_acts_on_the_stored_plan(paired, tmp_path):
     ctx = paired
     r = start(ctx)
@@ -247,7 +262,7 @@ def test_a_healthy_release_at_two_requests_a_second_promotes_within_the_announce
         (tmp_path / f"run{seed}").mkdir()
         c = make_controller(tmp_path / f"run{seed}")
         world = World(Scenario("low traffic 2 req/s A/A", rps=2), np.random.default_rng(seed))
-        world.p.recent_traffic = lambda model, seconds: (1200, 12)        # 2 req/s, 1 % errors
+        world.p.recent_traffic = lambda model, seconds: (2 * seconds, seconds // 50)   # 2 req/s, 1 % errors
         c.metrics = world.p
         c.champions.record("chat", "1", c.clock())
         r = c.store.create("chat", "2", "1", {"quantize": {"enabled": False}}, c.clock())
