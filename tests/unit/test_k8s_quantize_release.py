@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 
 from controller.config import Settings
@@ -17,6 +18,8 @@ from controller.k8s.quantize_job import KubernetesQuantizeJobs, job_name
 from controller.k8s.settings import KubernetesSettings
 from controller.reconcile.loop import reconcile
 from controller.registry import conventions as rc
+from controller.runtime import build_controller
+from policies.schema import Policy
 from tests.conftest import make_controller
 from tests.support.k8s_emulator import PASSING_FIGURES, job_exits
 
@@ -122,3 +125,17 @@ def test_the_runner_is_chosen_by_name_in_the_settings():
     assert Settings(quantize_runner="kubernetes").quantize_runner == "kubernetes"
     with pytest.raises(ValueError, match="unknown quantize backend 'slurm'; known: kubernetes, local"):
         Settings(quantize_runner="slurm")
+
+
+def test_the_controller_is_assembled_with_the_runner_the_settings_name(tmp_path, emu):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+        "clusters": [{"name": "emu", "cluster": {"server": emu.url}}], "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "u"}}]}))
+    k = KubernetesSettings(namespace=NS, kubeconfig=str(kubeconfig))
+    on_cluster, _ = build_controller(Settings(workdir=tmp_path / "a", quantize_runner="kubernetes", kubernetes=k))
+    assert isinstance(on_cluster.quantize_jobs, KubernetesQuantizeJobs)
+    on_cluster.quantize_jobs.start("rel-1", "chat", "2", Policy())
+    assert emu.get(job_path("rel-1")) is not None                  # through the kubeconfig's cluster
+    assert build_controller(Settings(workdir=tmp_path / "b"))[0].quantize_jobs is None   # local: the subprocess
