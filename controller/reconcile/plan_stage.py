@@ -1,6 +1,6 @@
 """How long each canary step needs at the model's recent traffic: estimated once, while the
-candidate deploys, as a job (about a second of CPU), recorded as an event people see, and
-copied into the release's status ("plan"), which the domain acts on (domain/low_traffic.py)."""
+candidate deploys, as a job (about a second of CPU); its outcome is copied into the release's
+status ("plan"), which the domain acts on (domain/low_traffic.py), and recorded as an event."""
 from __future__ import annotations
 
 from typing import Any
@@ -15,23 +15,34 @@ PLAN_JOB = "plan"
 RECENT_SECONDS = 600
 LAST_MINUTE = 60
 SURGE = 3.0      # the last minute's rate this many times the 10 minutes': the traffic began (or rose) lately
+# A deploying release whose candidate is ready waits this long for the estimate (about 1 s of CPU);
+# a real deployment takes minutes, so it is there long before.
+PLAN_WAIT_SECONDS = 10.0
 
 
 def observe_plan(ctx: Controller, r: Release, policy: Policy, status: dict) -> bool:
-    """Start the plan once per release and copy its outcome into `status["plan"]`; True while the
-    release should wait for it (the job runs, or its plan is stored by this tick and acted on from
-    the next, read back from the store). A provider that cannot tell the recent traffic plans nothing."""
+    """Start the plan once per release and copy its outcome into `status["plan"]` (and the event
+    people see); True while the release should wait for it: the job runs, for at most
+    PLAN_WAIT_SECONDS of deploying, or its plan is stored by this tick and acted on from the next,
+    read back from the store. A provider that cannot tell the recent traffic plans nothing."""
     if "plan" in r.status or getattr(ctx.metrics, "recent_traffic", None) is None:
         return False
     job = ctx.jobs.ensure(r.id, PLAN_JOB, lambda jc: _plan(ctx, r, policy, jc))
-    if job.state == RUNNING:
+    if job.state == RUNNING and (ctx.clock() - r.phase_started_at).total_seconds() <= PLAN_WAIT_SECONDS:
         return True
-    if job.state == SUCCEEDED:
+    if job.state == RUNNING:     # a slow estimate is not waited for: the release goes on as the policy says
+        status["plan"] = {"planned": False, "why": f"the estimate was not ready within {PLAN_WAIT_SECONDS:.0f} s "
+                                                   f"of deploying"}
+    elif job.state == SUCCEEDED:
         status["plan"] = plan_status(job.result or {})
-        return bool(status["plan"].get("planned"))
-    if job.state == FAILED:
+    elif job.state == FAILED:
         status["plan"] = {"planned": False, "why": f"the plan failed: {job.error}"}
-    return False
+    else:
+        return False
+    plan = status["plan"]
+    ctx.store.append_event(r.id, "analysis.plan", plan.get("message") or f"no low-traffic plan: {plan['why']}",
+                           {**(job.result or {}), "acted_on": plan}, ctx.clock(), dedup_key="plan")
+    return bool(plan.get("planned"))
 
 
 def plan_status(result: dict[str, Any]) -> dict[str, Any]:
@@ -57,6 +68,5 @@ def _plan(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[s
         got, seconds = minute, LAST_MINUTE
     plan = plan_from_counts(got[0], got[1], seconds, policy.canary.steps, policy.canary.step_seconds,
                             policy.analysis, shadow_seconds=policy.shadow.duration_seconds)
-    data = {**plan.event(), "window_seconds": seconds}
-    ctx.store.append_event(r.id, "analysis.plan", plan.message(), data, ctx.clock(), dedup_key="plan")
-    return {"planned": True, **data, "summary": {**plan.summary(), "window_seconds": seconds}}
+    return {"planned": True, **plan.event(), "window_seconds": seconds,
+            "summary": {**plan.summary(), "window_seconds": seconds}}

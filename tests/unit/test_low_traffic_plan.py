@@ -216,6 +216,30 @@ def test_counters_that_began_within_the_window_are_read_at_the_last_minutes_rate
     assert plan["action"] == "none"
 
 
+def test_a_slow_estimate_is_waited_for_ten_seconds_then_the_policy_stands(paired, monkeypatch):
+    import threading
+
+    from controller.reconcile import plan_stage
+    ctx, gate = paired, threading.Event()
+    monkeypatch.setattr(plan_stage, "_plan", lambda *args: gate.wait(30) and {"planned": False, "why": "late"})
+    r = start(ctx)
+    try:
+        reasons = []
+        while r.phase in (Phase.PENDING, Phase.DEPLOYING) and len(reasons) < 10:
+            ctx.clock.advance(TICK)
+            r = reconcile(ctx, r.id)
+            reasons.append(r.reason)
+        assert r.phase == Phase.SHADOW and "candidate ready; estimating" in " ".join(reasons)
+        deploying = seconds_in(ctx, r.id, Phase.DEPLOYING)[0]
+        assert 10 < deploying <= 10 + TICK                      # waited 10 s, then went on as the policy says
+        assert r.status["plan"] == {"planned": False, "why": "the estimate was not ready within 10 s of deploying"}
+        events = [e for e in ctx.store.events(r.id) if e["kind"] == "analysis.plan"]
+        assert len(events) == 1 and "not ready" in events[0]["reason"]
+    finally:
+        gate.set()
+        ctx.jobs.join(10)
+
+
 def test_a_restarted_controller_acts_on_the_stored_plan(paired, tmp_path):
     ctx = paired
     r = start(ctx)
