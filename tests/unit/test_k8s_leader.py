@@ -64,3 +64,12 @@ def test_release_hands_the_lease_over_at_once(emu, replicas):
     a.release()
     assert not a.is_leader() and emu.get(LEASE)["spec"]["holderIdentity"] == ""
     assert b.tick() is True
+
+
+def test_a_leader_whose_lease_another_holder_took_stops_at_its_next_tick(emu, replicas):
+    clock, a, b = replicas
+    a.tick()
+    emu.edit(LEASE, lambda lease: lease["spec"].update(holderIdentity="c"))   # e.g. an operator's kubectl edit
+    clock.now += 1
+    assert a.tick() is False and not a.is_leader()          # well before its renew deadline
+    assert emu.get(LEASE)["spec"]["holderIdentity"] == "c"   # it does not take the lease back
