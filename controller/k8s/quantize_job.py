@@ -106,14 +106,15 @@ class KubernetesQuantizeJobs:
         report its state as `progress(step=, detail=)` until it ends, delete it when `cancel` is set
         (then None). Returns the entry's result of a registered build; raises QuantizeJobFailed with
         the cause otherwise (the Job failed, the entry's error, or the quality gate's reason)."""
-        name = job_name(release_id)
-        self.start(release_id, model, version, policy)
+        name, started = job_name(release_id), False
         while True:
             if cancel.is_set():
-                self.cancel(release_id)
-                log.info("quantize_job.deleted", extra={"release": release_id, "job": name})
+                self._delete(release_id)
                 return None
             try:
+                if not started:
+                    self.start(release_id, model, version, policy)
+                    started = True
                 state = self.observe(release_id)
             except KubeError as exc:
                 if not exc.retryable:
@@ -127,6 +128,15 @@ class KubernetesQuantizeJobs:
             if state.state != "running":
                 return _outcome(name, state)
             cancel.wait(self._poll)
+
+
+    def _delete(self, release_id: str) -> None:
+        try:
+            self.cancel(release_id)
+        except KubeError as exc:    # the build is cancelled either way; the Job ends by its deadline
+            log.warning("quantize_job.not_deleted", extra={"release": release_id, "error": str(exc)})
+            return
+        log.info("quantize_job.deleted", extra={"release": release_id, "job": job_name(release_id)})
 
 
 class QuantizeJobFailed(RuntimeError):

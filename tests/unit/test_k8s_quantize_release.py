@@ -106,6 +106,18 @@ def test_an_abort_deletes_the_job_and_nothing_is_registered(ctx, emu):
     assert not [c for c in ctx.registry.calls if c[0] == "register"]
 
 
+def test_an_api_server_that_does_not_answer_for_a_moment_fails_no_build(ctx, emu):
+    emu.fail_next("GET", "/jobs/", 503, "apiserver restarting")     # before the Job is created ...
+    emu.fail_next("PATCH", "/jobs/", 429, "too many requests")
+    r = started(ctx, emu)                                            # ... it is created all the same
+    emu.fail_next("GET", "/jobs/", 503, "apiserver restarting")     # and while it runs
+    job_ends(emu, r.id, {"status": "succeeded", "build_version": ctx.registry.add_version(
+        "chat", {**rc.lineage_tags("2", "awq-w4-g128", PASSING_FIGURES), rc.TAG_RELEASE_ID: r.id})})
+    r = run_until(ctx, r.id, lambda rel: rel.phase not in (Phase.QUANTIZING, Phase.EVALUATING))
+    assert r.phase == Phase.DEPLOYING, r.reason
+    assert [c.status for c in emu.calls if "/jobs/" in c.path][:3] == [503, 404, 429]
+
+
 @pytest.mark.parametrize("result, failed, reason", [
     ({"status": "gate_failed", "gate": {"passed": False, "reason": "accuracy drop 3.1 > 1.2 points"}}, "",
      "quality gate failed, nothing registered: accuracy drop 3.1 > 1.2 points"),
