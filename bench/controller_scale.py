@@ -189,12 +189,12 @@ class Driver:
         self._local = threading.local()
         original = workers_mod.reconcile
 
-        def counted(c, release_id):
+        def counted(c, release_id, known_version=None):
             prof = self._profiler() if profile else None
             if prof is not None:
                 prof.enable()
             try:
-                return original(c, release_id)
+                return original(c, release_id, known_version)
             finally:
                 if prof is not None:
                     prof.disable()

@@ -92,18 +92,18 @@ def _write_report(stack: DemoStack, release_id: str, root: Path) -> Path:
     return fetch_report(stack.api_url, stack.api_token, release_id, root / f"report-{release_id}.html").resolve()
 
 
-def wait_serving(stack: DemoStack, timeout_s: float) -> None:
+def wait_serving(stack: DemoStack, timeout_s: float, model: str = MODEL) -> None:
     deadline = time.monotonic() + timeout_s
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
     while time.monotonic() < deadline:
         try:
             if httpx.post(f"{stack.gateway_url}/v1/chat/completions", json=body, timeout=10).status_code == 200:
-                scrape_backends(stack)
+                scrape_backends(stack, model)
                 return
         except httpx.HTTPError:
             pass
         time.sleep(2)
-    raise TimeoutError(f"{MODEL} not served through the gateway after {timeout_s:.0f} s")
+    raise TimeoutError(f"{model} not served through the gateway after {timeout_s:.0f} s")
 
 
 def wait_release(stack: DemoStack, version: str, timeout_s: float) -> str:
@@ -141,9 +141,9 @@ def follow(stack: DemoStack, release_id: str, timeout_s: float) -> dict:
     raise TimeoutError(f"release {release_id} did not finish within {timeout_s:.0f} s")
 
 
-def scrape_backends(stack: DemoStack) -> None:
+def scrape_backends(stack: DemoStack, model: str = MODEL) -> None:
     """Let Prometheus scrape each vLLM server behind the gateway (vllm:* metrics)."""
-    resp = httpx.get(f"{stack.gateway_url}/admin/routes/{MODEL}", timeout=5,
+    resp = httpx.get(f"{stack.gateway_url}/admin/routes/{model}", timeout=5,
                      headers={"Authorization": f"Bearer {stack.gateway_token}"})
     if resp.status_code == 200:
         for backend in resp.json().get("backends", []):

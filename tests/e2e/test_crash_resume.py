@@ -9,24 +9,37 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import httpx
 import pytest
+import yaml
+
+import policies
 
 from controller.demo.load import LoadGenerator
 from controller.demo.run import wait_serving
 from controller.demo.stack import MODEL, DemoStack, build_demo_models
+from controller.domain.phase_table import TERMINAL
 from controller.registry.mlflow_registry import MlflowRegistry
 
 pytestmark = pytest.mark.e2e
+MODEL_B = "tiny-b"        # a second model, released at the same time without quantization
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     v1, v2 = build_demo_models()
-    s = DemoStack(tmp_path_factory.mktemp("crash")).start()
+    workdir = tmp_path_factory.mktemp("crash")
+    no_quantize = workdir / "no-quantize.yaml"
+    no_quantize.write_text(yaml.safe_dump({**yaml.safe_load(Path(policies.__file__).with_name("demo.yaml")
+                                                              .read_text()), "quantize": {"enabled": False}}))
+    s = DemoStack(workdir, watch={MODEL: "demo", MODEL_B: str(no_quantize)}).start()
     registry = MlflowRegistry(s.mlflow.url)
-    registry.set_alias(MODEL, "champion", registry.register_checkpoint(MODEL, v1))
+    for model in (MODEL, MODEL_B):
+        registry.set_alias(model, "champion", registry.register_checkpoint(model, v1))
     wait_serving(s, timeout_s=400)
+    wait_serving(s, timeout_s=400, model=MODEL_B)
     s.versions = (v1, v2)
     s.registry = registry
     yield s
@@ -59,44 +72,112 @@ def test_bad_input_gets_clear_errors_and_changes_nothing(stack, tmp_path):
     assert releases(stack) == []
 
 
-def test_sigkill_during_canary_resumes_from_store(stack):
-    load = LoadGenerator(stack.gateway_url, MODEL, rps=20).start()
-    try:
-        candidate = stack.registry.register_checkpoint(MODEL, stack.versions[1])
-        rel = wait_for(lambda: next((r for r in releases(stack) if r["candidate_version"] == candidate), None), 60)
-        # 1200 s: quantize, two evaluation servers, deploy -- and room for one hung vLLM start to be restarted
-        progress = []                                     # the build job's progress, as the API showed it
+def test_crash_matrix_two_models_at_once(stack):
+    """Two models' releases at once, the controller SIGKILLed in every phase they pass through.
 
-        def in_canary():
-            r = stack.api("GET", f"/api/v1/releases/{rel['id']}").json()
-            progress.append((r["status"] or {}).get("job") or {})
-            return r["phase"] == "canary"
-        wait_for(in_canary, 1200)
-        assert_build_progress_was_shown(progress)
-        # the AWQ build where this CPU has vLLM's 4-bit kernel, else the full-precision candidate
-        served = stack.api("GET", f"/api/v1/releases/{rel['id']}").json()["status"]["deployment"]["version"]
-        before = deployments(stack)
-        stack.kill_controller()
-        time.sleep(3)
-        stack.start_controller()
-        final = wait_for(lambda: terminal(stack, rel["id"]), 600)
+    tiny-chat: quantized, evaluated on the pool, deployed, shadow, two canary steps, promoted --
+    killed while quantizing, while its evaluation servers start or score, deploying, in shadow,
+    in each canary step and while promoting. tiny-b (`quantize.enabled: false`): its candidate's
+    vLLM process is killed in the canary, so its errors roll it back -- and the controller is
+    killed while rolling back. After each restart both releases go on from the store; at the end:
+    the right outcome, no server started twice, no second MLflow build, aliases where they
+    belong, and unbroken event chains."""
+    loads = [LoadGenerator(stack.gateway_url, m, rps=rps).start() for m, rps in ((MODEL, 14), (MODEL_B, 8))]
+    kills: list[tuple[str, str]] = []                 # (model, where) of each controller kill
+    progress: list[dict] = []                         # the build job's progress, as stored
+    try:
+        a_version = stack.registry.register_checkpoint(MODEL, stack.versions[1])
+        b_registered = candidate_killed = False
+        targets = {(MODEL, w) for w in ("quantizing", "evaluating", "deploying", "shadow", "canary-0",
+                                        "canary-1", "promoting")} | {(MODEL_B, "rolling_back")}
+        deadline = time.monotonic() + 2400   # a hung vLLM start is restarted by the pool (up to 2 x 180 s)
+        while time.monotonic() < deadline:
+            rows = active_or_last(stack)
+            a, b = rows.get(MODEL), rows.get(MODEL_B)
+            if a and a["status"].get("job"):
+                progress.append(a["status"]["job"])
+            if a and not b_registered and a["phase"] == "quantizing":
+                stack.registry.register_checkpoint(MODEL_B, stack.versions[1])   # while tiny-chat builds
+                b_registered = True
+            if b and not candidate_killed and b["phase"] == "canary":
+                kill_server(stack, MODEL_B, b["candidate_version"])
+                candidate_killed = True
+            hit = next(((m, w) for m, w in ((MODEL, where(a)), (MODEL_B, where(b))) if (m, w) in targets), None)
+            if hit:
+                targets.discard(hit)
+                kills.append(hit)
+                stack.kill_controller()
+                time.sleep(1)
+                stack.start_controller()
+            if a and b and a["phase"] in TERMINAL and b["phase"] in TERMINAL:
+                break
+            time.sleep(0.05)
     finally:
-        load.stop()
-    assert final["phase"] == "succeeded", final
-    after = deployments(stack)
-    cand = next(d for d in before if d["version"] == served)
-    assert next(d for d in after if d["version"] == served)["pid"] == cand["pid"], "candidate restarted"
+        for load in loads:
+            load.stop()
+    a_final, b_final = terminal(stack, MODEL), terminal(stack, MODEL_B)
+    assert a_final and b_final, f"not ended: {active_or_last(stack)}; kills so far {kills}"
+    assert a_final["phase"] == "succeeded", a_final
+    assert b_final["phase"] == "rolled_back", b_final
+    # every phase was hit (a phase can be passed between two polls only if it lasted under 50 ms)
+    hit = {w for _, w in kills}
+    assert hit >= {"quantizing", "evaluating", "shadow", "canary-0", "canary-1", "rolling_back"}, kills
+    assert_build_progress_was_shown(progress)
+    served = a_final["status"]["deployment"]["version"]
     starts = pool_starts(stack)
-    assert len(starts) == len(set(starts)), f"a server was started twice: {starts}"
-    assert served in starts + pool_starts(stack, "pool.adopt"), "the candidate was never started nor adopted"
-    events = stack.api("GET", f"/api/v1/releases/{rel['id']}/events").json()
+    restarted = [s for s in starts if s != (MODEL_B, b_final["candidate_version"])]  # killed on purpose
+    assert len(restarted) == len(set(restarted)), f"a server was started twice: {starts}"
+    assert (MODEL, served) in starts + pool_starts(stack, "pool.adopt"), "the candidate was never started nor adopted"
+    versions = stack.registry.list_versions(MODEL)      # v1, v2 and one build: never a second build
+    assert sorted(v.version for v in versions) == ["1", "2", "3"], versions
+    assert stack.registry.get_alias(MODEL, "champion") == served
+    assert stack.registry.get_alias(MODEL_B, "champion") == "1"
+    assert a_version == a_final["candidate_version"]
+    assert transitions(stack, a_final)[-2:] == ["promoting", "succeeded"]
+    assert transitions(stack, b_final)[-2:] == ["rolling_back", "rolled_back"]
+
+
+def transitions(stack, release: dict) -> list[str]:
+    """The phases a release went through, checked to be one unbroken chain with no step repeated."""
+    events = stack.api("GET", f"/api/v1/releases/{release['id']}/events").json()
     chain = [e for e in events if e["kind"] == "transition"]
     for prev, nxt in zip(chain, chain[1:]):
-        assert prev["to_phase"] == nxt["from_phase"], "an event is missing from the chain"
+        assert prev["to_phase"] == nxt["from_phase"], f"an event is missing from the chain: {chain}"
     steps = [e["data"]["step"] for e in chain if e["to_phase"] == "canary"]
     assert steps == sorted(set(steps)), f"canary steps repeated or lost: {steps}"
-    assert [e["to_phase"] for e in chain][-2:] == ["promoting", "succeeded"]
-    assert stack.registry.get_alias(MODEL, "champion") == served
+    return [e["to_phase"] for e in chain]
+
+
+def where(row: dict | None) -> str | None:
+    """Where a release is, as the crash matrix names it."""
+    if row is None:
+        return None
+    if row["phase"] == "quantizing":
+        return "evaluating" if (row["status"].get("job") or {}).get("step") == "evaluating" else "quantizing"
+    return f"canary-{row['step_index']}" if row["phase"] == "canary" else row["phase"]
+
+
+def active_or_last(stack) -> dict[str, dict]:
+    """Each model's newest release, read from the store directly (fast enough to catch a one-tick phase)."""
+    from sqlalchemy import create_engine, text
+    with create_engine(stack.db_url).connect() as c:
+        rows = c.execute(text("SELECT id, model, phase, step_index, status, candidate_version FROM releases "
+                              "ORDER BY created_at")).mappings().all()
+    out = {}
+    for row in rows:
+        status = row["status"]
+        out[row["model"]] = {**row, "status": json.loads(status) if isinstance(status, str) else status or {}}
+    return out
+
+
+def kill_server(stack, model: str, version: str) -> None:
+    """SIGKILL a model server's whole process group, as an OOM kill or a crashed GPU would."""
+    from sqlalchemy import create_engine, text
+    with create_engine(stack.db_url).connect() as c:
+        pid = c.execute(text("SELECT pid FROM deployments WHERE model = :m AND version = :v"),
+                        {"m": model, "v": version}).scalar()
+    assert pid, f"no server of {model} {version}"
+    os.killpg(pid, 9)
 
 
 def test_audit_trail_records_hashes_of_what_was_served(stack):
@@ -145,15 +226,16 @@ def deployments(stack) -> list[dict]:
         return [dict(r._mapping) for r in c.execute(text("SELECT version, pid, state FROM deployments"))]
 
 
-def pool_starts(stack, what: str = "pool.start") -> list[str]:
-    """The version of each server the pool started (evaluation servers included), or adopted."""
+def pool_starts(stack, what: str = "pool.start") -> list[tuple[str, str]]:
+    """(model, version) of each server the pool started (evaluation servers included), or adopted."""
     lines = (stack.workdir / "controller.log").read_text().splitlines()
-    return [json.loads(line)["version"] for line in lines if f'"{what}"' in line]
+    return [(e["model"], e["version"]) for e in map(json.loads, (x for x in lines if f'"{what}"' in x))]
 
 
-def terminal(stack, rid):
-    r = stack.api("GET", f"/api/v1/releases/{rid}").json()
-    return r if r["phase"] in ("succeeded", "rolled_back", "failed", "aborted") else None
+def terminal(stack, model):
+    """The model's newest release as the API shows it, once it has ended."""
+    r = stack.api("GET", "/api/v1/releases", params={"model": model}).json()[0]
+    return r if r["phase"] in TERMINAL else None
 
 
 def assert_build_progress_was_shown(progress: list[dict]) -> None:

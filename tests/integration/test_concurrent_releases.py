@@ -91,7 +91,7 @@ def test_two_models_at_once_from_the_mlflow_ui(mlflow_server, tmp_path):  # noqa
             ctx.clock.advance(2)
             poll_registry(ctx, settings, seen)
             workers.tick()
-            workers._pool.submit(lambda: None).result(30)
+            workers.drain(30)
             ctx.jobs.join(30)
             for model in (B, C):
                 traffic.serve(model, 40)

@@ -255,12 +255,7 @@ def drive(workers: list[ReleaseWorkers], until, seconds: float, electors=(), eac
 
 
 def _wait_idle(w: ReleaseWorkers) -> None:
-    # ReleaseWorkers.drain is in a workers.py change not yet committed when this was written; until
-    # then one worker thread (max_workers=1) has finished a tick's reconciles once a no-op ran after them.
-    if hasattr(w, "drain"):
-        assert w.drain(30)
-    else:
-        w._pool.submit(lambda: None).result(30)
+    assert w.drain(30)
 
 
 def read_back(stack: Stack, ctx, model: str) -> tuple[dict, dict]:

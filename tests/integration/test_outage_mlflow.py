@@ -30,7 +30,7 @@ def _tick(ctx, workers: ReleaseWorkers) -> float:
     started = time.monotonic()
     ctx.clock.advance(2)
     workers.tick()
-    workers._pool.submit(lambda: None).result(60)
+    workers.drain(60)
     ctx.jobs.join(60)
     return time.monotonic() - started
 

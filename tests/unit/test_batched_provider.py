@@ -76,7 +76,9 @@ def test_stale_snapshot_is_refreshed_and_fresh_one_reused():
     assert p.read("chat", "rel-1", {}).candidate.errors == 0               # still the same snapshot
     assert p.refreshes == 1
     clock.t += 0.6
-    assert p.read("chat", "rel-1", {}).candidate.errors == 9               # older than 1 s: refreshed
+    assert p.read("chat", "rel-1", {}).candidate.errors == 0               # older than 1 s: refreshed
+    p.join_refresh(5)                                                      # ... in the background
+    assert p.read("chat", "rel-1", {}).candidate.errors == 9
     assert p.refreshes == 2 and len(src.queries) == 2 * len(COUNTERS)
 
 
@@ -89,6 +91,8 @@ def test_failed_query_is_an_error_measurement_for_every_release():
     assert p.refreshes == 1                                                 # no query storm while it is down
     src.fail = None
     clock.t += 1.5
+    assert not p.read("chat", "rel-2", {}).ok                              # the next refresh starts
+    p.join_refresh(5)
     assert p.read("chat", "rel-2", {}).ok
 
 
@@ -180,10 +184,9 @@ def test_readers_keep_the_newest_snapshot_while_one_refreshes():
     p.read("chat", "rel-0", {})
     src.candidate_errors, src.block = 5, True
     clock.t += 10                                                          # long stale: a refresh is due
-    refresher = threading.Thread(target=p.read, args=("chat", "rel-0", {}))
-    refresher.start()
+    assert p.read("chat", "rel-0", {}).candidate.errors == 0               # the reader that starts it too
     assert src.entered.wait(5)
     assert p.read("chat", "rel-1", {}).candidate.errors == 0               # not queued behind the query
     src.go.set()
-    refresher.join(5)
+    p.join_refresh(5)
     assert p.read("chat", "rel-1", {}).candidate.errors == 5 and p.refreshes == 2

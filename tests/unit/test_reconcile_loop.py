@@ -4,6 +4,7 @@ The store is real SQLite; pool, router, registry and metrics are tests/fakes. A 
 exception raised after the save and before the effects, then a fresh JobRunner (a new process)."""
 import contextlib
 import threading
+import time
 
 import pytest
 
@@ -153,7 +154,7 @@ def test_a_stuck_release_never_delays_another(ctx, monkeypatch):
     slow = ctx.store.create("slow-model", "2", "1", POLICY, ctx.clock())
     fast = start(ctx)
 
-    def fake_reconcile(ctx_, release_id):
+    def fake_reconcile(ctx_, release_id, known_version=None):
         if release_id == slow.id:
             blocked.set()
             unblock.wait(10)
@@ -161,14 +162,16 @@ def test_a_stuck_release_never_delays_another(ctx, monkeypatch):
         return ctx_.store.get(release_id)
 
     monkeypatch.setattr("controller.reconcile.workers.reconcile", fake_reconcile)
-    workers = ReleaseWorkers(ctx, max_workers=4)
+    workers = ReleaseWorkers(ctx, max_workers=4, slow_after_seconds=0.05)
     try:
         workers.tick()
         assert blocked.wait(5)
-        for _ in range(3):                                  # the slow one is skipped while busy
+        for n in range(1, 4):                  # the slow one is skipped while busy; another worker goes on
             workers.tick()
-        workers._pool.submit(lambda: None).result(5)
-        assert seen.count(fast.id) >= 1 and slow.id not in seen
+            deadline = time.monotonic() + 5
+            while seen.count(fast.id) < n and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert seen.count(fast.id) >= 3 and slow.id not in seen
     finally:
         unblock.set()
         workers.shutdown()
@@ -253,7 +256,7 @@ def test_the_per_release_tick_series_is_dropped_once_a_release_has_ended(ctx):
 
     def last_tick():
         workers.kick(r.id)
-        workers._pool.submit(lambda: None).result(5)     # one worker: the kick has run
+        assert workers.drain(5)
         return REGISTRY.get_sample_value("relctl_release_last_tick_seconds", {"release": r.id})
     try:
         assert last_tick() is not None
