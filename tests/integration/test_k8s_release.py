@@ -246,16 +246,12 @@ def drive(workers: list[ReleaseWorkers], until, seconds: float, electors=(), eac
             at = time.time()
             if w.tick():
                 began.setdefault(i, []).append(at)
-                _wait_idle(w)                             # the tick's reconciles are done
+                assert w.drain(30)                        # the tick's reconciles are done
         each()
         if until():
             return time.monotonic() - start
         time.sleep(0.5)
     raise AssertionError(f"not reached in {seconds:.0f} s")
-
-
-def _wait_idle(w: ReleaseWorkers) -> None:
-    assert w.drain(30)
 
 
 def read_back(stack: Stack, ctx, model: str) -> tuple[dict, dict]:
