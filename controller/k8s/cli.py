@@ -1,5 +1,6 @@
 """`relctl k8s render`: print every object relctl would apply for a version, as YAML;
-`relctl k8s tenants`: every tenant's Namespace, ServiceAccount, Role and RoleBinding.
+`relctl k8s tenants`: every tenant's Namespace, ServiceAccount, Role and RoleBinding (and the
+ReferenceGrant its routes need with mirror_mode request-mirror or off).
 
 For review by a platform team or for GitOps; nothing is sent to a cluster.
 """
@@ -29,7 +30,8 @@ def add_parser(sub) -> None:
     r.add_argument("--weight", type=float, default=None, help="candidate percent with --stable (default 0)")
     r.add_argument("--config", default=None, help="settings YAML; its `kubernetes:` section is used")
     r.set_defaults(func=run_render)
-    t = ksub.add_parser("tenants", help="print every tenant's Namespace, ServiceAccount, Role and RoleBinding")
+    t = ksub.add_parser("tenants", help="print every tenant's Namespace, ServiceAccount, Role, RoleBinding "
+                        "(and ReferenceGrant, with mirror_mode request-mirror or off)")
     t.add_argument("--config", default=None, help="settings YAML; its `tenants:` and `kubernetes:` sections are used")
     t.set_defaults(func=run_tenants)
 
