@@ -64,8 +64,9 @@ class Plan:
     policy_action: str = ""    # analysis.low_traffic, what the policy asked for
 
     def event(self) -> dict[str, Any]:
-        """The plan as a release event's payload (JSON-ready)."""
-        d = asdict(self)
+        """The plan as a release event's payload (JSON-ready: "never" is null, as PostgreSQL's JSON
+        has no Infinity)."""
+        d: dict[str, Any] = _json_safe(asdict(self))
         d["message"] = self.message()
         return d
 
@@ -202,6 +203,16 @@ def _horizon(unit_rate: float, event_rate: float, p0: float, share: float, spec:
         z = -math.log(spec.alpha)
         waits.append(2 * z * p0 / gap ** 2 / unit_rate + 2 * z / cfg.error_rate_tolerance / unit_rate)
     return 4 * max(min(waits[2:], default=waits[0]), *waits[:2])
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _finite(seconds: float) -> float | None:

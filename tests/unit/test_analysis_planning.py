@@ -1,9 +1,11 @@
 """The low-traffic plan: how long steps need to decide, and what relctl does about it."""
+import dataclasses
 import json
+import math
 
 import pytest
 
-from controller.analysis.planning import plan, plan_from_counts
+from controller.analysis.planning import StepEstimate, plan, plan_from_counts
 from policies.analysis import AnalysisPolicy
 
 STEPS = [5, 25, 50]
@@ -16,8 +18,15 @@ def test_two_requests_a_second_keeps_the_candidate_in_shadow_with_a_bounded_time
     assert p.steps[0].seconds > p.steps[1].seconds > p.steps[2].seconds
     assert 300 < p.announced_seconds < 1800 and p.announced_seconds >= p.shadow.seconds
     event = p.event()
-    json.dumps(event)
+    json.dumps(event, allow_nan=False)
     assert "Kept in shadow" in event["message"]
+
+
+def test_a_step_that_never_decides_is_null_in_the_event_json():
+    p = plan(2.0, 0.01, STEPS, 30, AnalysisPolicy())
+    never = dataclasses.replace(p, steps=(StepEstimate(0.05, math.inf, math.inf), *p.steps[1:]))
+    event = json.loads(json.dumps(never.event(), allow_nan=False))      # PostgreSQL's JSON has no Infinity
+    assert event["steps"][0]["seconds"] is None
 
 
 def test_lengthen_gives_every_step_the_slowest_steps_time():
