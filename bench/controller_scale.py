@@ -370,7 +370,7 @@ def rollback_run(base: Path, prom: PrometheusServer, exporter: Exporter, args, b
 def run(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="relctl-scale-") as tmp:
         base = Path(tmp)
-        prom = PrometheusServer(base / "prometheus", scrape_interval_seconds=1.0).start()
+        prom = PrometheusServer(base / "prometheus", scrape_interval_seconds=args.scrape_seconds).start()
         exporter = Exporter(base, prom)
         try:
             started = time.time()
@@ -387,7 +387,7 @@ def run(args) -> dict:
             "peak_rss_mb": scale.pop("peak_rss_mb"), **scale,
             "settings": {"tick_seconds": args.tick_seconds, "refresh_seconds": args.refresh_seconds,
                          "workers": args.workers, "measure_seconds": args.measure_seconds,
-                         "scrape_interval_seconds": 1.0, "load_average_1m": round(os.getloadavg()[0], 2)},
+                         "scrape_interval_seconds": args.scrape_seconds, "load_average_1m": round(os.getloadavg()[0], 2)},
             "scrapes_ok_fraction": round(float(scrapes[0]["value"][1]), 4) if scrapes else None,
             "wall_seconds": round(time.time() - started, 1)}
 
@@ -399,6 +399,8 @@ def parse_args(argv=None):
     ap.add_argument("--tick-seconds", type=float, default=0.5, help="the scheduler's reconcile interval")
     ap.add_argument("--refresh-seconds", type=float, default=0.5, help="the batched provider's snapshot age")
     ap.add_argument("--workers", type=int, default=8, help="reconcile worker threads")
+    ap.add_argument("--scrape-seconds", type=float, default=1.0,
+                    help="Prometheus's scrape interval (a breach shows up at the next scrape)")
     ap.add_argument("--measure-seconds", type=float, default=20.0)
     ap.add_argument("--breaches", type=int, default=100, help="canaries of the N that turn faulty")
     ap.add_argument("--faulty", type=int, default=5, help="canaries that turn faulty in the rollback runs")

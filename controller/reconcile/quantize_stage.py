@@ -20,7 +20,7 @@ from typing import Any
 
 from controller.domain.release import BuildOutcome, GateOutcome, Release
 from controller.reconcile.context import Controller
-from controller.reconcile.evaluation_servers import evaluation_target, hand_over, served_pair
+from controller.reconcile.evaluation_servers import evaluation_labels, evaluation_target, hand_over, served_pair
 from controller.reconcile.jobs import Cancelled, JobContext, throttled
 from controller.registry import conventions as rc
 from policies.schema import Policy
@@ -105,11 +105,17 @@ def _build(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[
     out = ctx.workdir / "builds" / r.id
     shutil.rmtree(out, ignore_errors=True)
     spec = spec_from_policy(q)
+    early = _start_parent_server(ctx, r, policy, parent)
     jc.progress(step="quantizing", detail=f"{q.backend} {spec.label()}")
-    job = run_quantize_job(parent, out, spec, backend=q.backend, timeout_s=q.timeout_seconds,
-                           max_memory_gb=q.max_memory_gb, tracking_uri=ctx.registry.uri, cancel=jc.cancel,
-                           on_progress=lambda ev: jc.progress(step="quantizing", quantize=ev))
-    jc.check()
+    try:
+        job = run_quantize_job(parent, out, spec, backend=q.backend, timeout_s=q.timeout_seconds,
+                               max_memory_gb=q.max_memory_gb, tracking_uri=ctx.registry.uri, cancel=jc.cancel,
+                               on_progress=lambda ev: jc.progress(step="quantizing", quantize=ev))
+        jc.check()
+    except BaseException:
+        if early:
+            ctx.pool.stop(r.model, evaluation_labels(r.id)["parent"])
+        raise
     report, kept, speed, not_measured = _measure(ctx, r, policy, parent, out, job, jc)
     jc.check()  # nothing is registered for a cancelled release
     jc.progress(step="registering")
@@ -133,6 +139,21 @@ def _build(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[
             hand_over(ctx.pool, r.model, r.id, None, version)
     return {"version": version, "report": {"quality": report.to_dict(), "quantization": spec.label(),
                                            "run_id": run_id, "speed": speed_document(speed, not_measured)}}
+
+
+# what each backend writes (config.json's quant_method), to know before the build whether the pool serves it
+BUILD_FORMAT = {"autoawq": "awq", "llmcompressor": "compressed-tensors"}
+
+
+def _start_parent_server(ctx: Controller, r: Release, policy: Policy, parent) -> bool:
+    """Start the parent's evaluation server while the build is quantized (a vLLM start overlaps the
+    quantization instead of following it) where the build will be evaluated on the pool; True if so.
+    served_pair finds it starting or ready; a restarted controller adopts it (stable label)."""
+    method = BUILD_FORMAT.get(policy.quantize.backend)
+    if method is None or policy.quality.evaluate_on == "cpu" or not ctx.pool.can_serve(method)[0]:
+        return False
+    ctx.pool.ensure(r.model, evaluation_labels(r.id)["parent"], parent)
+    return True
 
 
 def speed_document(speed, not_measured: str | None) -> dict[str, Any]:

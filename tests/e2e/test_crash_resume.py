@@ -82,7 +82,7 @@ def test_crash_matrix_two_models_at_once(stack):
     killed while rolling back. After each restart both releases go on from the store; at the end:
     the right outcome, no server started twice, no second MLflow build, aliases where they
     belong, and unbroken event chains."""
-    loads = [LoadGenerator(stack.gateway_url, m, rps=rps).start() for m, rps in ((MODEL, 14), (MODEL_B, 8))]
+    loads = [LoadGenerator(stack.gateway_url, m, rps=rps).start() for m, rps in ((MODEL, 8), (MODEL_B, 5))]
     kills: list[tuple[str, str]] = []                 # (model, where) of each controller kill
     progress: list[dict] = []                         # the build job's progress, as stored
     try:

@@ -245,3 +245,30 @@ def test_the_evaluation_server_of_what_is_deployed_is_adopted_and_the_other_stop
     assert all(ctx.pool.status("chat", label) is None for label in labels.values())   # none left running
     assert (ctx.pool.status("chat", version) is not None) if version else ctx.pool.status("chat", "3") is None
     assert len(ctx.pool.starts) == starts                                              # adopted, not started
+
+
+def test_the_parents_evaluation_server_starts_while_the_build_is_quantized_and_stops_if_it_fails(
+        tmp_path, monkeypatch):
+    import quantize.job
+    pool = FakePool(ready_immediately=False)
+    ctx = SimpleNamespace(pool=pool, workdir=tmp_path, download_checkpoint=lambda model, version: tmp_path / "parent",
+                          registry=SimpleNamespace(uri="http://mlflow"))
+    policy = Policy.model_validate({"quality": {"evaluate_on": "auto"}})
+    r = release()
+    parent = evaluation_servers.evaluation_labels(r.id)["parent"]
+    seen = []
+
+    def failing_quantization(*args, **kwargs):
+        seen.append(pool.status(r.model, parent))
+        raise QuantizeError("the backend failed", cause="backend")
+    monkeypatch.setattr(quantize.job, "run_quantize_job", failing_quantization)
+    jc = SimpleNamespace(progress=lambda **kw: None, cancel=threading.Event(), check=lambda: None)
+    with pytest.raises(QuantizeError):
+        quantize_stage._build(ctx, r, policy, jc)
+    assert seen and seen[0] is not None and seen[0].state == "starting"      # started before quantizing
+    assert pool.status(r.model, parent) is None                             # and stopped with the failure
+    pool.starts.clear()
+    cpu_only = Policy.model_validate({"quality": {"evaluate_on": "cpu"}})
+    with pytest.raises(QuantizeError):
+        quantize_stage._build(ctx, r, cpu_only, jc)
+    assert pool.starts == []                                                # nothing to serve on the pool
