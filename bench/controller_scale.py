@@ -285,6 +285,7 @@ def scale_run(base: Path, prom: PrometheusServer, exporter: Exporter, args) -> d
     exporter.serve(releases)
     wait_series(prom, releases)
     driver = Driver(ctx, args.tick_seconds, args.workers, profile=args.profile)
+    provider.inner.on_new_errors(driver.workers.hurry)     # as relctl serve wires it
     started = time.time()
     # Steady state: every release judged twice (baseline taken, thresholds computed and cached).
     while min((provider.reads.get(r.id, 0) for r in releases), default=0) < 2:
@@ -352,6 +353,7 @@ def rollback_run(base: Path, prom: PrometheusServer, exporter: Exporter, args, b
     exporter.serve(releases)
     wait_series(prom, releases)
     driver = Driver(ctx, args.tick_seconds, args.workers)
+    provider.on_new_errors(driver.workers.hurry)
     if builder is not None and not started.wait(120):
         raise RuntimeError("the slow build never started")
     time.sleep(max(0.0, t0 + canary_policy().analysis.settle_seconds + 4.0 - time.time()))
@@ -387,7 +389,8 @@ def run(args) -> dict:
             "peak_rss_mb": scale.pop("peak_rss_mb"), **scale,
             "settings": {"tick_seconds": args.tick_seconds, "refresh_seconds": args.refresh_seconds,
                          "workers": args.workers, "measure_seconds": args.measure_seconds,
-                         "scrape_interval_seconds": args.scrape_seconds, "load_average_1m": round(os.getloadavg()[0], 2)},
+                         "scrape_interval_seconds": args.scrape_seconds,
+                         "load_average_1m": round(os.getloadavg()[0], 2)},
             "scrapes_ok_fraction": round(float(scrapes[0]["value"][1]), 4) if scrapes else None,
             "wall_seconds": round(time.time() - started, 1)}
 

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import uvicorn
 from prometheus_client import make_asgi_app
 
+from controller.analysis.providers.batched import BatchedProvider
 from controller.api.app import create_app
 from controller.api.auth import tokens_from_env
 from controller.config import WatchedModel, load_settings, secret
@@ -53,6 +54,8 @@ def serve(config: str | None, watch: list[str]) -> int:
     notifier = start_notifications(sessions, settings.notifications, f"http://{settings.api_host}:{settings.api_port}")
     elector = _leader_elector(settings)
     workers = ReleaseWorkers(ctx, settings.reconcile_workers, elector.is_leader if elector else lambda: True)
+    if isinstance(ctx.metrics, BatchedProvider):   # a release whose candidate errs is judged first
+        ctx.metrics.on_new_errors(workers.hurry)
     sched = start_scheduler(ctx, settings, sessions, workers)
     if elector is not None:   # renewed well inside the lease; a replica that loses it stops acting at once
         sched.add_job(elector.tick, "interval", seconds=max(1, settings.kubernetes.lease_seconds / 3),

@@ -37,6 +37,7 @@ class ReleaseWorkers:
         self.ctx, self.is_leader, self.slow_after = ctx, is_leader, slow_after_seconds
         self._queue: deque[tuple[str, int | None]] = deque()
         self._busy: set[str] = set()                    # queued or running
+        self._hurried: set[str] = set()                 # to be queued at the front when next kicked
         self._started: dict[int, float] = {}            # worker thread -> when its reconcile began
         lock = threading.Lock()
         self._cond = threading.Condition(lock)          # work queued, or a worker may take over
@@ -67,10 +68,27 @@ class ReleaseWorkers:
             if release_id in self._busy or self._stopping:
                 return False
             self._busy.add(release_id)
-            self._queue.append((release_id, known_version))
+            if release_id in self._hurried:
+                self._hurried.discard(release_id)
+                self._queue.appendleft((release_id, known_version))
+            else:
+                self._queue.append((release_id, known_version))
             if len(self._queue) == 1:    # a worker that is running takes the rest without being woken
                 self._cond.notify()
         return True
+
+    def hurry(self, release_ids: set[str]) -> None:
+        """Reconcile these before the others (new evidence arrived for them, e.g. candidate errors):
+        moved to the front of the queue if queued, else queued at the front when next kicked."""
+        with self._cond:
+            front = [item for item in self._queue if item[0] in release_ids]
+            if front:
+                rest = [item for item in self._queue if item[0] not in release_ids]
+                self._queue.clear()
+                self._queue.extend(front + rest)
+            if len(self._hurried) > 10_000:   # ids of releases that never came back (ended, another replica's)
+                self._hurried.clear()
+            self._hurried.update(release_ids - self._busy)
 
     def drain(self, timeout: float) -> bool:
         """Wait until nothing is queued or running (tests, shutdown); False on timeout."""

@@ -190,3 +190,21 @@ def test_readers_keep_the_newest_snapshot_while_one_refreshes():
     src.go.set()
     p.join_refresh(5)
     assert p.read("chat", "rel-1", {}).candidate.errors == 5 and p.refreshes == 2
+
+
+def test_releases_whose_candidate_got_new_errors_are_told_after_a_refresh():
+    src, clock = FakeSource(releases=3), Clock()
+    p = BatchedProvider(src, refresh_seconds=1.0, clock=clock)
+    told = []
+    p.on_new_errors(told.append)
+    p.read("chat", "rel-0", {})
+    assert told == []                                                      # a first snapshot compares nothing
+    clock.t += 2
+    p.read("chat", "rel-0", {})
+    p.join_refresh(5)
+    assert told == []                                                      # no new error
+    src.candidate_errors += 2
+    clock.t += 2
+    p.read("chat", "rel-0", {})
+    p.join_refresh(5)
+    assert told == [{"rel-0", "rel-1", "rel-2"}]

@@ -264,3 +264,42 @@ def test_the_per_release_tick_series_is_dropped_once_a_release_has_ended(ctx):
         assert last_tick() is None
     finally:
         workers.shutdown()
+
+
+def test_a_release_with_new_evidence_is_reconciled_before_the_queue(ctx, monkeypatch):
+    blocked, unblock = threading.Event(), threading.Event()
+    order = []
+    first = ctx.store.create("first-model", "2", "1", POLICY, ctx.clock())
+    queued = [ctx.store.create(f"model-{i}", "2", "1", POLICY, ctx.clock()) for i in range(3)]
+
+    def fake_reconcile(ctx_, release_id, known_version=None):
+        if release_id == first.id:
+            blocked.set()
+            unblock.wait(5)
+        order.append(release_id)
+        return ctx_.store.get(release_id)
+
+    monkeypatch.setattr("controller.reconcile.workers.reconcile", fake_reconcile)
+    workers = ReleaseWorkers(ctx, max_workers=1)
+    try:
+        workers.kick(first.id)
+        assert blocked.wait(5)                           # the one worker is busy; the others queue up
+        for r in queued:
+            workers.kick(r.id)
+        workers.hurry({queued[2].id, "rel-not-here"})
+        unblock.set()
+        assert workers.drain(5)
+        assert order == [first.id, queued[2].id, queued[0].id, queued[1].id]
+        blocked.clear()
+        unblock.clear()
+        workers.kick(first.id)
+        assert blocked.wait(5)
+        workers.hurry({queued[1].id})                    # not queued yet: goes first when it is kicked
+        workers.kick(queued[0].id)
+        workers.kick(queued[1].id)
+        unblock.set()
+        assert workers.drain(5)
+        assert order[-3:] == [first.id, queued[1].id, queued[0].id]
+    finally:
+        unblock.set()
+        workers.shutdown()

@@ -76,6 +76,7 @@ class BatchedProvider:
         self._wanted: dict[str, set[float]] = {}
         self._lock = threading.Lock()
         self._refresher: threading.Thread | None = None
+        self._on_new_errors: Callable[[set[str]], None] | None = None
 
     def read(self, model: str, release_id: str, thresholds: Mapping[str, float]) -> Measurement:
         needs = _needs(thresholds)
@@ -123,10 +124,28 @@ class BatchedProvider:
                 return self._snap  # type: ignore[return-value]
             for kind, edges in needs.items():
                 self._wanted.setdefault(kind, set()).update(edges)
-            self._snap = self._take()
+            old, self._snap = self._snap, self._take()
+            self._tell_new_errors(old, self._snap)
             return self._snap
         finally:
             self._lock.release()
+
+    def _tell_new_errors(self, old: Snapshot | None, new: Snapshot) -> None:
+        if self._on_new_errors is None or old is None or old.error is not None or new.error is not None:
+            return
+        fresh = {key[1] for key, rows in new.rows.items()
+                 if _candidate_errors(rows) > _candidate_errors(old.rows.get(key, {}))}
+        if fresh:
+            try:
+                self._on_new_errors(fresh)
+            except Exception:   # a hint, never a reason for the snapshot to fail
+                log.exception("prometheus.new_errors_callback_failed")
+
+    def on_new_errors(self, callback: Callable[[set[str]], None]) -> None:
+        """After each refresh, `callback(release_ids)` with the releases whose candidate answered
+        with new errors since the previous snapshot: the controller judges those first (a breach
+        waits for no other release's judgment)."""
+        self._on_new_errors = callback
 
     def join_refresh(self, timeout: float | None = None) -> None:
         """Wait for a refresh running in the background (tests, benchmarks)."""
@@ -174,6 +193,11 @@ def _index(rows: dict[Key, Rows], name: str, result: list[dict[str, Any]]) -> No
         key = (labels.get("model", ""), labels.get("release", ""))
         value = float(r["value"][1])
         rows.setdefault(key, {}).setdefault(name, []).append((labels, value if math.isfinite(value) else 0.0))
+
+
+def _candidate_errors(rows: Rows) -> float:
+    return sum(v for labels, v in rows.get("errors", [])
+               if labels.get("track") == "candidate" and labels.get("error_class") != OVERLOAD)
 
 
 def _measurement(rows: Rows, thresholds: Mapping[str, float]) -> Measurement:
