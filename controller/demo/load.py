@@ -13,10 +13,13 @@ PROMPTS = ["What is the capital of France?", "Name a prime number.", "Say hello.
 
 
 class LoadGenerator:
-    """Sends `rps` chat requests per second, at most `concurrency` in flight, until stopped."""
+    """Sends `rps` chat requests per second, at most `concurrency` in flight, until stopped.
+
+    Short answers (4 tokens): the judge counts answers and errors, and on two CPU cores every
+    decoded token of the users' load is taken from the servers that are starting."""
 
     def __init__(self, gateway_url: str, model: str, rps: float = 20.0, concurrency: int = 16,
-                 max_tokens: int = 16):
+                 max_tokens: int = 4):
         self.url = gateway_url.rstrip("/") + "/v1/chat/completions"
         self.model, self.rps, self.concurrency, self.max_tokens = model, rps, concurrency, max_tokens
         self.status = Counter()           # HTTP status (or "conn_error") -> count
