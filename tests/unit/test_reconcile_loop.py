@@ -148,20 +148,26 @@ def test_a_job_left_running_by_a_dead_process_is_started_again(ctx):
     assert ctx.jobs.get("rel-x", "build").result == {"version": "7"}
 
 
-def test_a_stuck_release_never_delays_another(ctx, monkeypatch):
+def reconcile_blocking_on(monkeypatch, release_id: str, seen: list[str]):
+    """Replace the workers' reconcile: it records each release, and blocks on `release_id` until
+    told; returns the (blocked, unblock) events."""
     blocked, unblock = threading.Event(), threading.Event()
+
+    def fake_reconcile(ctx_, rid, known_version=None):
+        if rid == release_id:
+            blocked.set()
+            unblock.wait(10)
+        seen.append(rid)
+        return ctx_.store.get(rid)
+    monkeypatch.setattr("controller.reconcile.workers.reconcile", fake_reconcile)
+    return blocked, unblock
+
+
+def test_a_stuck_release_never_delays_another(ctx, monkeypatch):
     seen = []
     slow = ctx.store.create("slow-model", "2", "1", POLICY, ctx.clock())
     fast = start(ctx)
-
-    def fake_reconcile(ctx_, release_id, known_version=None):
-        if release_id == slow.id:
-            blocked.set()
-            unblock.wait(10)
-        seen.append(release_id)
-        return ctx_.store.get(release_id)
-
-    monkeypatch.setattr("controller.reconcile.workers.reconcile", fake_reconcile)
+    blocked, unblock = reconcile_blocking_on(monkeypatch, slow.id, seen)
     workers = ReleaseWorkers(ctx, max_workers=4, slow_after_seconds=0.05)
     try:
         workers.tick()
@@ -267,19 +273,10 @@ def test_the_per_release_tick_series_is_dropped_once_a_release_has_ended(ctx):
 
 
 def test_a_release_with_new_evidence_is_reconciled_before_the_queue(ctx, monkeypatch):
-    blocked, unblock = threading.Event(), threading.Event()
     order = []
     first = ctx.store.create("first-model", "2", "1", POLICY, ctx.clock())
     queued = [ctx.store.create(f"model-{i}", "2", "1", POLICY, ctx.clock()) for i in range(3)]
-
-    def fake_reconcile(ctx_, release_id, known_version=None):
-        if release_id == first.id:
-            blocked.set()
-            unblock.wait(5)
-        order.append(release_id)
-        return ctx_.store.get(release_id)
-
-    monkeypatch.setattr("controller.reconcile.workers.reconcile", fake_reconcile)
+    blocked, unblock = reconcile_blocking_on(monkeypatch, first.id, order)
     workers = ReleaseWorkers(ctx, max_workers=1)
     try:
         workers.kick(first.id)
