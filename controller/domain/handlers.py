@@ -67,7 +67,19 @@ def deploying(r: Release, obs: Observations, policy: Policy) -> Decision:
     return go(r, Phase.CANARY, _step_reason(policy, 0), 0, new_window=True)
 
 
+def _candidate_died(r: Release, obs: Observations) -> Decision | None:
+    """A candidate whose server died (crash, OOM kill) is rolled back at once, with the pool's reason:
+    its traffic would otherwise go to the stable alone and read as a skewed split, not as a fault."""
+    if obs.candidate_down is None:
+        return None
+    where = "shadow" if r.phase == Phase.SHADOW else f"canary step {r.step_index + 1}"
+    return go(r, Phase.ROLLING_BACK, f"{where}: the candidate's server is down: {obs.candidate_down}", r.step_index)
+
+
 def shadow(r: Release, obs: Observations, policy: Policy) -> Decision:
+    died = _candidate_died(r, obs)
+    if died is not None:
+        return died
     plan = stored_plan(r.status)
     if plan is not None and plan.action == "shadow":
         return _held_in_shadow(r, obs, plan)
@@ -101,6 +113,9 @@ def _held_in_shadow(r: Release, obs: Observations, plan: LowTrafficPlan) -> Deci
 
 
 def canary(r: Release, obs: Observations, policy: Policy) -> Decision:
+    died = _candidate_died(r, obs)
+    if died is not None:
+        return died
     verdict = obs.verdict
     if verdict is None:
         return stay(r)

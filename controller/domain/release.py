@@ -79,6 +79,7 @@ class Observations:
     serving_version: str | None = None    # the version the candidate track serves
     candidate_weight: float | None = None  # the router's real share for the candidate (rolling back)
     planning: bool = False                # the low-traffic plan is still being estimated (deploying)
+    candidate_down: str | None = None     # why the candidate's server no longer serves (shadow, canary)
 
 
 @dataclass(frozen=True)

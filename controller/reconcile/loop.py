@@ -113,13 +113,21 @@ def _observe(ctx: Controller, r: Release, policy: Policy) -> tuple[Observations,
         status["analysis"] = state
         status["verdict"] = {"decision": verdict.decision.value, "reason": verdict.reason,
                              "evidence": verdict.evidence, "at": now.isoformat()}
-        return Observations(now, verdict=verdict), status, events
+        return Observations(now, verdict=verdict, candidate_down=_candidate_down(ctx, r)), status, events
     if r.phase == Phase.PROMOTING:
         return Observations(now, champion=ctx.registry.get_alias(r.model, rc.ALIAS_CHAMPION),
                             serving_version=candidate_version(r)), status, events
     if r.phase == Phase.ROLLING_BACK:
         return Observations(now, candidate_weight=candidate_weight(ctx, r)), status, events
     return Observations(now), status, events
+
+
+def _candidate_down(ctx: Controller, r: Release) -> str | None:
+    """Why the candidate's server no longer serves, or None while it does (or is starting again)."""
+    served = ctx.pool.status(r.model, candidate_version(r))
+    if served is None:
+        return "the pool has no server for it"
+    return (served.detail or "its server failed") if served.state == "failed" else None
 
 
 def _next(r: Release, d: Decision, status: dict, obs: Observations) -> Release:

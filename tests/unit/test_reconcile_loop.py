@@ -300,3 +300,16 @@ def test_a_release_with_new_evidence_is_reconciled_before_the_queue(ctx, monkeyp
     finally:
         unblock.set()
         workers.shutdown()
+
+
+def test_a_candidate_whose_server_dies_in_the_canary_is_rolled_back_with_the_pools_reason(ctx):
+    from controller.pools.base import Served
+    r = start(ctx)
+    r = run_until(ctx, r.id, {Phase.CANARY}, traffic=(100, 0.0))
+    dead = ctx.pool.servers[("chat", "2")]
+    ctx.pool.servers[("chat", "2")] = Served("chat", "2", dead.url, "failed", "server exited; see its log")
+    r = tick(ctx, r.id, traffic=(100, 0.0))
+    assert r.phase == Phase.ROLLING_BACK
+    assert "canary step 1: the candidate's server is down: server exited; see its log" in r.reason
+    r = run_until(ctx, r.id, {Phase.ROLLED_BACK}, traffic=(100, 0.0))
+    assert ctx.router.current("chat").weights == {"stable": 100.0}
