@@ -83,9 +83,10 @@ def test_crash_matrix_two_models_at_once(stack):
     releases go on from the store; at the end: the right outcome, no server started twice, no
     second MLflow build, aliases where they belong, and unbroken event chains.
 
-    The users' load of each model starts with its traffic phases: on two cores, a vLLM server
-    answering requests keeps its core busy (its worker polls for the next step), and the
-    build's quantization and server starts need the CPU."""
+    Each model's load runs only in its traffic phases: on two cores, a vLLM CPU server that
+    answers requests keeps its core busy (its worker polls shared memory for up to a second
+    after each step), and a server starting beside two such servers was starved until the
+    pool restarted it."""
     loads: dict[str, LoadGenerator] = {}
     kills: list[tuple[str, str]] = []                 # (model, where) of each controller kill
     progress: list[dict] = []                         # the build job's progress, as stored
@@ -103,8 +104,11 @@ def test_crash_matrix_two_models_at_once(stack):
             if a and not b_registered and a["phase"] not in ("pending", "quantizing", "evaluating"):
                 loads[MODEL] = LoadGenerator(stack.gateway_url, MODEL, rps=8).start()
                 stack.registry.register_checkpoint(MODEL_B, stack.versions[1])   # while tiny-chat deploys
-                loads[MODEL_B] = LoadGenerator(stack.gateway_url, MODEL_B, rps=5).start()
                 b_registered = True
+            if b and MODEL_B not in loads and b["phase"] not in ("pending", "deploying"):
+                loads[MODEL_B] = LoadGenerator(stack.gateway_url, MODEL_B, rps=5).start()
+            if a and a["phase"] in TERMINAL and MODEL in loads:
+                loads.pop(MODEL).stop()
             if b and not candidate_killed and b["phase"] == "canary":
                 kill_server(stack, MODEL_B, b["candidate_version"])
                 candidate_killed = True
