@@ -31,10 +31,14 @@ MODEL_B = "tiny-b"        # a second model, released at the same time without qu
 def stack(tmp_path_factory):
     v1, v2 = build_demo_models()
     workdir = tmp_path_factory.mktemp("crash")
-    no_quantize = workdir / "no-quantize.yaml"
-    no_quantize.write_text(yaml.safe_dump({**yaml.safe_load(Path(policies.__file__).with_name("demo.yaml")
-                                                              .read_text()), "quantize": {"enabled": False}}))
-    s = DemoStack(workdir, watch={MODEL: "demo", MODEL_B: str(no_quantize)}).start()
+    # The demo policy with the steps as written: the loads start with each release's traffic phases
+    # (below), so the low-traffic plan would otherwise keep a release in shadow.
+    demo = yaml.safe_load(Path(policies.__file__).with_name("demo.yaml").read_text())
+    demo["analysis"]["low_traffic"] = "none"
+    steps, no_quantize = workdir / "demo-steps.yaml", workdir / "no-quantize.yaml"
+    steps.write_text(yaml.safe_dump(demo))
+    no_quantize.write_text(yaml.safe_dump({**demo, "quantize": {"enabled": False}}))
+    s = DemoStack(workdir, watch={MODEL: str(steps), MODEL_B: str(no_quantize)}).start()
     registry = MlflowRegistry(s.mlflow.url)
     for model in (MODEL, MODEL_B):
         registry.set_alias(model, "champion", registry.register_checkpoint(model, v1))
