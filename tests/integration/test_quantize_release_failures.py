@@ -30,6 +30,9 @@ class IdlePool:
     def status(self, model: str, version: str):
         return None
 
+    def can_serve(self, quantization: str) -> tuple[bool, str]:
+        return False, "serves nothing"      # the build is evaluated on CPU: no server is started early
+
     def stop(self, model: str, version: str) -> None:
         self.stopped.append((model, version))
 
