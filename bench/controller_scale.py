@@ -7,12 +7,14 @@ from bench/scale_exporter.py (its own process, scraped every second).
 
 1. N active canaries (policy `demo`, first step 20 %; its steps made long so none promotes
    while measured): how often each release is judged per second of wall time, reconcile
-   ticks per second, then a breach (candidate timeouts at 50 %) on some of them: the time
-   from the breach's first sample in Prometheus to the candidate's weight reaching 0 in the
-   router (p50, p99, max), and the controller's peak RSS.
-2. A few canaries of other models turn faulty, alone and then beside a release whose build
-   takes 120 s (quantize_stage._build replaced by a wait on the job's cancel event): the
-   median time from breach to weight 0 in each case.
+   ticks per second, then a fault (candidate timeouts at 50 %) on some of them, their starts
+   spread over two scrapes: the time from the breach -- the first sample in Prometheus on
+   which the judge rolls the release back -- to the candidate's weight reaching 0 in the
+   router (p50, p99, max); also from the fault's first sample, which usually holds too few
+   errors to decide on yet; and the controller's peak RSS.
+2. Canaries of other models turn faulty, alone and then beside a release whose build takes
+   120 s (quantize_stage._build replaced by a wait on the job's cancel event): the median
+   time from breach to weight 0 in each case.
 
     python bench/controller_scale.py [--releases 1000] [--quick] [--json]
 """
@@ -59,6 +61,7 @@ from policies.schema import Policy  # noqa: E402
 from tests.fakes import FakePool, FakeRegistry, FakeRouter  # noqa: E402
 
 RATE, SHARE, BASE_ERROR, BREACH_ERROR = 50.0, 0.2, 0.01, 0.5    # per release: req/s, canary share, error rates
+BREACH_SPREAD_SECONDS = 2.0   # breaches start spread over this long
 HISTORY_SECONDS = 60          # counters start this long before the bench (a release already serving)
 
 
@@ -87,17 +90,25 @@ class WatchedRouter(FakeRouter):
 
 
 class CountingProvider:
-    """Counts the judge's reads per release (a read is one judgment on fresh or cached counts)."""
+    """Counts the judge's reads per release (a read is one judgment on fresh or cached counts), and for
+    watched releases notes each read's time and the candidate's request counter it saw (which names
+    the Prometheus sample the judgment was made on)."""
 
     def __init__(self, inner: BatchedProvider) -> None:
         self.inner = inner
         self.reads: dict[str, int] = {}
+        self.watched: set[str] = set()
+        self.seen: dict[str, list[tuple[float, int]]] = {}
         self._lock = threading.Lock()
 
     def read(self, model, release_id, thresholds):
         with self._lock:
             self.reads[release_id] = self.reads.get(release_id, 0) + 1
-        return self.inner.read(model, release_id, thresholds)
+        m = self.inner.read(model, release_id, thresholds)
+        if release_id in self.watched and m.ok:
+            with self._lock:
+                self.seen.setdefault(release_id, []).append((time.time(), m.candidate.requests))
+        return m
 
     def stable_latency(self, model, release_id, kind):
         return self.inner.stable_latency(model, release_id, kind)
@@ -127,11 +138,13 @@ class Exporter:
                           "candidate": r.candidate_version, "start": start, "breach": None} for r in releases]
         self.write()
 
-    def breach(self, release_ids: set[str]) -> None:
-        now = time.time()
+    def breach(self, release_ids: list[str], spread_seconds: float = BREACH_SPREAD_SECONDS) -> None:
+        """Each release turns faulty at its own moment, spread evenly over `spread_seconds` (two
+        scrapes), so the times measured sample every phase of the scrape and snapshot cycles."""
+        now, order = time.time(), {rid: i for i, rid in enumerate(release_ids)}
         for r in self.releases:
-            if r["release"] in release_ids:
-                r["breach"] = now
+            if r["release"] in order:
+                r["breach"] = now + spread_seconds * order[r["release"]] / len(release_ids)
         self.write()
 
     def stop(self) -> None:
@@ -247,19 +260,68 @@ def appeared_at(prom: PrometheusServer, release_ids: set[str]) -> dict[str, floa
     return out
 
 
+def decisive_at(prom: PrometheusServer, provider: CountingProvider, router: WatchedRouter,
+                releases: list, stats: dict[str, int]) -> dict[str, float]:
+    """Per release, the time of the first sample in Prometheus on which the judge rolls it back.
+
+    The judgment that rolled a release back is its last read before weight 0; its candidate request
+    counter names the scraped sample it was made on. Earlier faulty samples that some judgment read
+    without rolling back held too little evidence; any earlier faulty sample that no judgment read
+    counts against the controller (the breach is then timed from it)."""
+    ids = {r.id for r in releases}
+    timeouts = {row["metric"]["release"]: [(float(ts), float(v)) for ts, v in row["values"]]
+                for row in prom.query('relctl_errors_total{error_class="timeout",track="candidate"}[3m]')
+                if row["metric"].get("release") in ids}
+    requests = {row["metric"]["release"]: {float(ts): round(float(v)) for ts, v in row["values"]}
+                for row in prom.query('relctl_requests_total{track="candidate"}[3m]')
+                if row["metric"].get("release") in ids}
+    out = {}
+    for r in releases:
+        zero, reads = router.zero_at.get(r.model), provider.seen.get(r.id, [])
+        judged = [n for at, n in reads if zero is None or at <= zero]
+        faulty = [ts for ts, v in timeouts.get(r.id, []) if v > 0]
+        if zero is None or not judged or not faulty:
+            continue
+        by_count = {n: ts for ts, n in requests.get(r.id, {}).items()}
+        decisive = by_count.get(judged[-1])
+        if decisive is None:          # not matched to a sample: time it from the fault's first one
+            out[r.id] = faulty[0]
+            stats["unmatched"] += 1
+            continue
+        read_counts = set(judged[:-1])
+        earlier = [ts for ts in faulty if ts < decisive]
+        while earlier and requests[r.id].get(earlier[-1]) not in read_counts:
+            decisive = earlier.pop()      # a faulty sample no judgment read: the controller's delay
+            stats["unread_samples"] += 1
+        out[r.id] = decisive
+    return out
+
+
 def breach_and_wait(ctx: Controller, prom: PrometheusServer, exporter: Exporter, releases: list,
-                    timeout: float) -> list[float]:
-    """Turn the releases faulty; seconds from each breach's appearance in Prometheus to weight 0."""
+                    timeout: float, provider: CountingProvider | None = None) -> dict:
+    """Turn the releases faulty; seconds to weight 0 from each fault's first sample in Prometheus
+    ("fault") and, with a counting provider, from the first sample the judge rolls back on ("breach",
+    with "timing": breaches timed from an unread or unmatched earlier sample)."""
     ids = {r.id for r in releases}
     ctx.router.watch({r.model for r in releases})
-    exporter.breach(ids)
-    deadline = time.time() + timeout
+    if provider is not None:
+        provider.watched |= ids
+    exporter.breach([r.id for r in releases])
+    deadline = time.time() + BREACH_SPREAD_SECONDS + timeout
     while time.time() < deadline and not all(r.model in ctx.router.zero_at for r in releases):
         time.sleep(0.1)
     time.sleep(1.5)  # the breach's samples are in Prometheus long before this
-    seen = appeared_at(prom, ids)
-    return [ctx.router.zero_at[r.model] - seen[r.id] if r.model in ctx.router.zero_at and r.id in seen
-            else float("inf") for r in releases]
+    zero = ctx.router.zero_at
+
+    def since(at: dict[str, float]) -> list[float]:
+        return [zero[r.model] - at[r.id] if r.model in zero and r.id in at else float("inf") for r in releases]
+
+    out = {"fault": since(appeared_at(prom, ids))}
+    if provider is not None:
+        stats = {"unmatched": 0, "unread_samples": 0}
+        out["breach"] = since(decisive_at(prom, provider, ctx.router, releases, stats))
+        out["timing"] = stats
+    return out
 
 
 def wait_series(prom: PrometheusServer, releases: list, timeout: float = 90.0) -> None:
@@ -302,7 +364,8 @@ def scale_run(base: Path, prom: PrometheusServer, exporter: Exporter, args) -> d
     reconciles = (driver.reconciles - rec0) / elapsed
     ticks, refreshes = (driver.ticks - ticks0) / elapsed, (provider.inner.refreshes - refresh0) / elapsed
     faulty = releases[:: max(1, len(releases) // args.breaches)][: args.breaches]
-    seconds = breach_and_wait(ctx, prom, exporter, faulty, timeout=args.breach_timeout)
+    timed = breach_and_wait(ctx, prom, exporter, faulty, timeout=args.breach_timeout, provider=provider)
+    seconds, fault, timing = timed["breach"], timed["fault"], timed["timing"]
     settle_deadline = time.time() + 15    # rolling_back ends on the tick after weight 0
     while time.time() < settle_deadline and ctx.store.count_by_phase().get("rolling_back"):
         time.sleep(0.2)
@@ -322,6 +385,11 @@ def scale_run(base: Path, prom: PrometheusServer, exporter: Exporter, args) -> d
             "breach_to_zero_weight_p50_seconds": pct(seconds, 0.5),
             "breach_to_zero_weight_p99_seconds": pct(seconds, 0.99),
             "breach_to_zero_weight_max_seconds": pct(seconds, 1.0),
+            # breaches timed from an earlier faulty sample because no judgment read it (or unmatched)
+            "breach_timing": timing,
+            # from the fault's first sample, which holds too little evidence yet (the next scrape's does)
+            "fault_first_sample_to_zero_weight_p50_seconds": pct(fault, 0.5),
+            "fault_first_sample_to_zero_weight_p99_seconds": pct(fault, 0.99),
             "phases_after": phases, "setup_seconds": round(created_s, 1),
             "all_judged_twice_after_seconds": round(warmup, 1),
             "peak_rss_mb": round(peak, 1)}
@@ -338,10 +406,11 @@ def slow_build(started: threading.Event):
 
 
 def rollback_run(base: Path, prom: PrometheusServer, exporter: Exporter, args, beside_slow_build: bool) -> float | None:
-    """Median seconds from breach to weight 0 of `--faulty` canaries, alone or beside a 120 s build."""
+    """Median seconds from breach (the sample the judge rolls back on) to weight 0 of `--faulty`
+    canaries, alone or beside a 120 s build."""
     name = "beside" if beside_slow_build else "alone"
     models = [f"faulty-{name}-{i}" for i in range(args.faulty)]
-    provider = BatchedProvider(PrometheusProvider(prom.url), args.refresh_seconds)
+    provider = CountingProvider(BatchedProvider(PrometheusProvider(prom.url), args.refresh_seconds))
     ctx = make_ctx(base / name, models + ["quantized"], provider)
     started = threading.Event()
     builder = None
@@ -353,11 +422,11 @@ def rollback_run(base: Path, prom: PrometheusServer, exporter: Exporter, args, b
     exporter.serve(releases)
     wait_series(prom, releases)
     driver = Driver(ctx, args.tick_seconds, args.workers)
-    provider.on_new_errors(driver.workers.hurry)
+    provider.inner.on_new_errors(driver.workers.hurry)
     if builder is not None and not started.wait(120):
         raise RuntimeError("the slow build never started")
     time.sleep(max(0.0, t0 + canary_policy().analysis.settle_seconds + 4.0 - time.time()))
-    seconds = breach_and_wait(ctx, prom, exporter, releases, timeout=args.breach_timeout)
+    seconds = breach_and_wait(ctx, prom, exporter, releases, timeout=args.breach_timeout, provider=provider)["breach"]
     if builder is not None:
         assert ctx.store.get(builder.id).phase == Phase.QUANTIZING, "the slow build ended early"
         ctx.store.request_action(builder.id, UserAction.ABORT, ctx.clock())
@@ -406,7 +475,7 @@ def parse_args(argv=None):
                     help="Prometheus's scrape interval (a breach shows up at the next scrape)")
     ap.add_argument("--measure-seconds", type=float, default=20.0)
     ap.add_argument("--breaches", type=int, default=100, help="canaries of the N that turn faulty")
-    ap.add_argument("--faulty", type=int, default=5, help="canaries that turn faulty in the rollback runs")
+    ap.add_argument("--faulty", type=int, default=20, help="canaries that turn faulty in the rollback runs")
     ap.add_argument("--breach-timeout", type=float, default=60.0)
     ap.add_argument("--warmup-timeout", type=float, default=240.0)
     ap.add_argument("--profile", action="store_true", help="cProfile the reconciles of the N canaries (stderr)")

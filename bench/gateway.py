@@ -88,12 +88,13 @@ class Procs:
 
 # ---------------------------------------------------------------- backends and proxies
 
-def nginx_conf(workdir: Path, name: str, http_body: str) -> Path:
+def nginx_conf(workdir: Path, name: str, http_body: str, head: str = "") -> Path:
+    """A one-worker nginx in the foreground, its files under workdir/name; `head` adds main-context lines."""
     d = workdir / name
-    d.mkdir(exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True)
     temps = "\n".join(f"  {k}_temp_path {d}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     conf = d / "nginx.conf"
-    conf.write_text(f"""worker_processes 1;
+    conf.write_text(f"""{head}worker_processes 1;
 daemon off;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;

@@ -18,11 +18,16 @@ low traffic (2 req/s, relctl's plan: shadow with every request mirrored, promote
 the announced time?); a slow-tail latency regression (3 % of the candidate's requests 4x
 slower); an SLO breach (p99 end to end <= 0.5 s; the stable's p99 is 0.34 s, the
 candidate's latency 1.8x the stable's: p99 0.61 s).
+
+Two more, outside the judge-only replay: whole low-traffic releases through the real
+reconcile loop (`loop_run`: store, decide, effects, the plan job reading the simulated
+stable's last 600 s), and the stable's real exceedance rate over the latency thresholds
+the analyzer fixes, over realistic latency distributions (`threshold_exceedance`).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -292,4 +297,183 @@ def run(args, base: AnalysisPolicy, rng) -> list[dict]:
             announced = plan(sc.rps, sc.p0, args.steps, args.step_seconds, cfg, seed=1).announced_seconds
         results = [run_once(sc, cfg, args.steps, args.step_seconds, args.real_tick, rng) for _ in range(runs)]
         rows.append(summarize(sc, results, announced))
+    if args.loop_runs is not None or (args.real_only and any(w in LOOP_NAME for w in args.real_only)):
+        healthy = 150 if args.loop_runs is None else args.loop_runs
+        rows += loop_rows(healthy, args.loop_faulty_runs, args.seed)
     return rows
+
+
+# --- The low-traffic plan replayed through the real reconcile loop (store, decide, effects, plan job).
+
+LOOP_RPS, LOOP_TICK, LOOP_RECENT = 2.0, 5, 600
+LOOP_NAME = "low traffic 2 req/s, real loop"
+
+
+def loop_run(effect: float, seed: int, workdir, limit: int = 3000) -> dict:
+    """One release of a model at 2 req/s (1 % errors on the stable), from creation to its end: the
+    controller's loop every LOOP_TICK s on a real SQLite store; the traffic as the router says
+    (mirrored pairs in shadow, the weighted split in a canary step). The plan reads the stable's
+    last 600 s from the same simulated traffic, so its rates are estimates, as in production."""
+    from controller.domain.phases import Phase
+    from controller.reconcile import loop
+    from tests.conftest import make_controller
+
+    rng = np.random.default_rng(seed)
+    c = make_controller(workdir)
+    world = World(Scenario("low traffic loop", rps=LOOP_RPS, effect=effect), rng)
+    history = rng.poisson(LOOP_RPS, LOOP_RECENT)                  # the stable's last 600 s, per second
+    errors = rng.binomial(history, world.sc.p0)
+    world.p.recent_traffic = lambda model, seconds: (int(history[-seconds:].sum()), int(errors[-seconds:].sum()))
+    c.metrics = world.p
+    c.champions.record("chat", "1", c.clock())
+    r = c.store.create("chat", "2", "1", {"quantize": {"enabled": False}}, c.clock())
+    t, bad, canary = 0, 0, False
+    while r.phase not in (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.PAUSED, Phase.FAILED) and t < limit:
+        route = c.router.current("chat")
+        mirrored = route is not None and route.mirror_to == "candidate"
+        world.sc = replace(world.sc, shadow=mirrored)
+        served = world.second(t, 0.0 if mirrored else c.router.weight("chat") / 100)
+        bad += served if r.phase in (Phase.SHADOW, Phase.CANARY) else 0      # before a decision
+        t += 1
+        c.clock.advance(1)
+        if t % LOOP_TICK:
+            continue
+        r = loop.reconcile(c, r.id)
+        c.jobs.join(60)                         # the plan job (a thread) while deploying
+        canary |= r.phase == Phase.CANARY
+    loop._policy.cache_clear()                  # it keys on the store: one per run
+    plan_status = r.status.get("plan") or {}
+    moves = [e for e in c.store.events(r.id) if e["kind"] == "transition"]
+    entered = next((e["at"] for e in moves if e["to_phase"] == "shadow"), None)
+    left = next((e["at"] for e in moves if e["from_phase"] == "shadow"), None)
+    shadow_seconds = (datetime.fromisoformat(left) - datetime.fromisoformat(entered)).total_seconds() \
+        if entered and left else None
+    return {"outcome": {"succeeded": "promote", "rolled_back": "rollback", "paused": "pause"}.get(r.phase.value,
+                                                                                                  r.phase.value),
+            "shadow_seconds": shadow_seconds, "announced": plan_status.get("announced_seconds"),
+            "action": plan_status.get("action"), "canary": canary, "bad": bad,
+            "promoted_from_shadow": r.phase == Phase.SUCCEEDED and not canary, "reason": r.reason}
+
+
+def loop_rows(healthy: int, faulty: int, seed: int) -> list[dict]:
+    import tempfile
+    from pathlib import Path
+
+    rows = []
+    for name, effect, runs in ((f"{LOOP_NAME} A/A", 1.0, healthy), (f"{LOOP_NAME} 5x", 5.0, faulty)):
+        if runs <= 0:
+            continue
+        results = []
+        for i in range(runs):
+            with tempfile.TemporaryDirectory() as d:
+                results.append(loop_run(effect, seed + 1000 * int(effect) + i, Path(d)))
+        rows.append(summarize_loop(name, effect, results))
+    return rows
+
+
+def summarize_loop(name: str, effect: float, results: list[dict]) -> dict:
+    n = len(results)
+    rate = lambda pred: round(sum(map(pred, results)) / n, 4)  # noqa: E731
+    within = sum(r["outcome"] == "promote" and r["shadow_seconds"] <= r["announced"] for r in results) / n
+    announced = sorted(r["announced"] for r in results if r["announced"] is not None)
+    rolled = [r["shadow_seconds"] for r in results if r["outcome"] == "rollback" and r["shadow_seconds"] is not None]
+    promoted = [r["shadow_seconds"] for r in results if r["outcome"] == "promote" and r["shadow_seconds"] is not None]
+    row = {"name": name, "unit": "request", "rps": LOOP_RPS, "runs": n, "aa": effect == 1.0, "loop": True,
+           "rollback_rate": rate(lambda r: r["outcome"] == "rollback"),
+           "paused_rate": rate(lambda r: r["outcome"] == "pause"),
+           "promoted_rate": rate(lambda r: r["outcome"] == "promote"),
+           "promoted_from_shadow_rate": rate(lambda r: r["promoted_from_shadow"]),
+           "canary_step_rate": rate(lambda r: r["canary"]),
+           "shadow_plan_rate": rate(lambda r: r["action"] == "shadow"),
+           "detect_seconds_mean": round(float(np.mean(rolled)), 1) if rolled else None,
+           "promote_seconds_mean": round(float(np.mean(promoted)), 1) if promoted else None,
+           "bad_answers_mean": round(float(np.mean([r["bad"] for r in results])), 2),
+           "false_rollback_rate": rate(lambda r: r["outcome"] == "rollback") if effect == 1.0 else None}
+    if effect == 1.0:
+        row["promoted_within_announced_rate"] = round(within, 4)
+        row["promoted_within_announced_se"] = round(math.sqrt(within * (1 - within) / n), 4)
+    if announced:
+        row["announced_seconds"] = announced[len(announced) // 2]
+        row["announced_seconds_range"] = [announced[0], announced[-1]]
+    return row
+
+
+# --- Latency thresholds: the stable's real exceedance rate over the thresholds the judge fixes.
+
+THRESHOLD_SAMPLES = 6000      # the stable's requests before the first canary step (60 s at 100 req/s)
+
+
+def latency_scenarios() -> list[tuple[str, str, object]]:
+    """(kind, description, frozen scipy distribution): end to end lognormal over medians 0.2-10 s and
+    spreads sigma 0.4-1.0 (output lengths vary); time to first token lognormal 30 ms-1 s, sigma
+    0.3-0.8, and with a queueing tail (10 % of requests 4x slower)."""
+    out: list[tuple[str, str, object]] = []
+    for sigma in (0.4, 0.7, 1.0):
+        for med in np.geomspace(0.2, 10.0, 16):
+            out.append(("e2e", f"lognormal median {med:.3g} s, sigma {sigma}", lognorm(sigma, scale=med)))
+    for sigma in (0.3, 0.5, 0.8):
+        for med in np.geomspace(0.03, 1.0, 12):
+            out.append(("ttft", f"lognormal median {med:.3g} s, sigma {sigma}", lognorm(sigma, scale=med)))
+    for med in np.geomspace(0.05, 0.5, 8):
+        out.append(("ttft", f"lognormal median {med:.3g} s, sigma 0.3, 10 % queued 4x", _Mixture(med)))
+    return out
+
+
+class _Mixture:
+    """90 % lognormal(median, 0.3) and 10 % lognormal(4 x median, 0.5): a queueing tail."""
+
+    def __init__(self, median: float) -> None:
+        self.parts = ((0.9, lognorm(0.3, scale=median)), (0.1, lognorm(0.5, scale=4 * median)))
+
+    def sf(self, x: float) -> float:
+        return float(sum(w * d.sf(x) for w, d in self.parts))
+
+    def rvs(self, n: int, random_state: np.random.Generator) -> np.ndarray:
+        fast = random_state.random(n) < self.parts[0][0]
+        return np.where(fast, self.parts[0][1].rvs(n, random_state=random_state),
+                        self.parts[1][1].rvs(n, random_state=random_state))
+
+
+class _StableLatency:
+    """A provider whose stable track served `samples` of one latency kind (the gateway's edges)."""
+
+    def __init__(self, kind: str, samples: np.ndarray) -> None:
+        self.kind, self.sorted = kind, np.sort(samples)
+
+    def stable_latency(self, model, release_id, kind) -> HistogramReading:
+        if kind != self.kind:
+            return HistogramReading(error=f"no {kind} series")
+        cum = np.searchsorted(self.sorted, np.array(EDGES), side="right")
+        return HistogramReading(buckets={le: float(c) for le, c in zip(EDGES, cum)})
+
+
+def threshold_exceedance(rng: np.random.Generator) -> dict:
+    """Per scenario, the thresholds `fix_thresholds` (the analyzer's own code) chooses from
+    THRESHOLD_SAMPLES stable requests, and the stable's true exceedance rate over each; then
+    min / median / max per kind and quantile, the share within 0.5-2x the nominal rate, how many
+    quantiles lay past the last edge (30 s: no threshold), and how often p95 and p99 shared one."""
+    from controller.analysis.thresholds import fix_thresholds
+
+    cfg = AnalysisPolicy()
+    rows = []
+    for kind, what, dist in latency_scenarios():
+        samples = dist.rvs(THRESHOLD_SAMPLES, random_state=rng)
+        fixed, _ = fix_thresholds(_StableLatency(kind, samples), "m", "r", cfg)
+        over = {f"p{q * 100:g}": float(dist.sf(fixed[f"{kind}_p{q * 100:g}"])) for q in cfg.latency_quantiles
+                if f"{kind}_p{q * 100:g}" in fixed}
+        rows.append({"kind": kind, "distribution": what, "over": {k: round(v, 5) for k, v in over.items()},
+                     "thresholds": {k: fixed[f"{kind}_{k}"] for k in over}})
+    summary = {}
+    for kind in ("e2e", "ttft"):
+        mine = [r for r in rows if r["kind"] == kind]
+        for q in cfg.latency_quantiles:
+            key, nominal = f"p{q * 100:g}", 1 - q
+            v = np.array([r["over"][key] for r in mine if key in r["over"]])
+            summary[f"{kind}_{key}"] = {
+                "nominal": round(nominal, 4), "scenarios": int(v.size), "min": round(float(v.min()), 5),
+                "median": round(float(np.median(v)), 5), "max": round(float(v.max()), 5),
+                "within_half_to_double": round(float(np.mean((v >= nominal / 2) & (v <= 2 * nominal))), 3),
+                "beyond_last_edge": len(mine) - int(v.size)}
+        summary[f"{kind}_p95_equals_p99"] = sum("p95" in r["thresholds"] and
+                                                r["thresholds"]["p95"] == r["thresholds"].get("p99") for r in mine)
+    return {"samples": THRESHOLD_SAMPLES, "summary": summary, "rows": rows}

@@ -27,6 +27,7 @@ BACKENDS: dict[str, dict[str, str]] = {
     "metrics": {
         "prometheus": "controller.analysis.providers.prometheus:build",
         "prometheus-batched": "controller.analysis.providers.batched:build",   # one query per metric for all
+        "vllm-pods": "controller.analysis.providers.vllm:build",   # vLLM pods' own series (no relctl gateway)
     },
     "registry": {
         "mlflow": "controller.registry.mlflow_registry:build",

@@ -25,7 +25,7 @@ class EvaluationPolicy(BaseModel):
     misfire_grace_seconds: int = Field(
         3600, ge=1, description="a run missed (controller down) still runs this late; older ones are skipped")
     timeout_seconds: float = duration(
-        1800, le=24 * 3600, description="a run longer than this loses its lock (another replica may take over)")
+        1800, le=24 * 3600, description="a run still going after this is stopped")
     parallel: int = Field(4, ge=1, le=64, description="requests in flight to the gateway")
 
     @field_validator("cron")

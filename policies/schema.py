@@ -43,7 +43,8 @@ class QualityGate(_Strict):
     on_inconclusive: Literal["fail", "pass"] = Field(
         "fail", description="when the interval contains the limit (not enough items to decide)")
     suite: str = Field("builtin:large", min_length=1, description="evaluation suite: builtin:large (generated, "
-                       "thousands of items), builtin:small (121 items, fast, rarely decisive) or a JSONL path")
+                       "6,044 items), builtin:medium (2,000 of them), builtin:small (121 items, fast, "
+                       "rarely decisive) or a JSONL path")
     evaluate_on: Literal["auto", "cpu", "pool"] = Field(
         "auto", description="where the build is measured: cpu (weights dequantized in the controller), "
                             "pool (vLLM on the release's pool serves parent and build), auto (pool when it "

@@ -9,6 +9,8 @@ the paired counts (answers lost and gained) that the gate's exact interval needs
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -137,11 +139,12 @@ def _counter(total: int, on_progress: Progress | None) -> Callable[[int], None] 
     """Adds up what was scored and reports (done, total); reports (0, total) at once."""
     if on_progress is None:
         return None
-    done = [0]
+    done, lock = [0], threading.Lock()     # parent and build may be scored in two threads
 
     def add(n: int) -> None:
-        done[0] += n
-        on_progress(done[0], total)
+        with lock:
+            done[0] += n
+            on_progress(done[0], total)
     on_progress(0, total)
     return add
 
@@ -178,11 +181,14 @@ def quality_report(parent_dir: Path, build_dir: Path, *, heldout_texts: list[str
     if served is None:   # one model in memory at a time
         parent = _scores(TorchScorer(load_fp_model(parent_dir), tokenizer), windows, suite, add)
         build = _scores(TorchScorer(load_build_model(build_dir), tokenizer), windows, suite, add)
-    else:
-        with closing(ServedScorer(served.parent_url, served.model)) as scorer:
-            parent = _scores(scorer, windows, suite, add)
-        with closing(ServedScorer(served.build_url, served.model)) as scorer:
-            build = _scores(scorer, windows, suite, add)
+    else:   # each model has a server (and a core) of its own: both are scored at once
+        def served_scores(url: str) -> tuple[float, int, list[bool]]:
+            with closing(ServedScorer(url, served.model)) as scorer:
+                return _scores(scorer, windows, suite, add)
+        with ThreadPoolExecutor(2, thread_name_prefix="score") as both:
+            parent_run, build_run = both.submit(served_scores, served.parent_url), \
+                both.submit(served_scores, served.build_url)
+            parent, build = parent_run.result(), build_run.result()
     (parent_ppl, n_tokens, parent_marks), (build_ppl, _, build_marks) = parent, build
     n = len(parent_marks)
     parent_acc, build_acc = sum(parent_marks) / n, sum(build_marks) / n

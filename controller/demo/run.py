@@ -181,7 +181,8 @@ def _deployed(release: dict) -> dict | None:
 
 def _quality(release: dict) -> dict | None:
     quality = release["status"].get("build", {}).get("report", {}).get("quality")
-    keys = ("evaluated_on", "perplexity_increase_pct", "accuracy_drop_pct", "weight_size_ratio")
+    keys = ("evaluated_on", "suite", "eval_items", "parent_only_correct", "build_only_correct",
+            "perplexity_increase_pct", "accuracy_drop_pct", "weight_size_ratio")
     return {k: quality.get(k) for k in keys} if quality else None
 
 

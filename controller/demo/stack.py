@@ -31,6 +31,8 @@ def build_demo_models(cache: Path = CACHE) -> tuple[Path, Path]:
 
 
 class DemoStack:
+    controller_module = ("-m", "controller.cli", "serve")     # what `relctl serve` runs (benches swap it)
+
     def __init__(self, workdir: Path, policy: str = "demo", watch: dict[str, str] | None = None):
         self.workdir = Path(workdir)
         self.watch = watch or {MODEL: policy}     # model -> policy name or file
@@ -74,7 +76,7 @@ class DemoStack:
         wait_http(f"{self.gateway_url}/healthz", 60, self.gateway, "gateway")
 
     def start_controller(self) -> None:
-        cmd = [sys.executable, "-m", "controller.cli", "serve"]
+        cmd = [sys.executable, *self.controller_module]
         for model, policy in self.watch.items():
             cmd += ["--watch", f"{model}:{policy}"]
         self.controller = self._spawn(cmd, "controller.log")

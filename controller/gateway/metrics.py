@@ -35,6 +35,12 @@ LATENCY_BUCKETS = tuple(round(m * 10.0 ** e, 6) for e in range(-3, 1) for m in (
 TOKEN_GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 TRACK_LABELS = ("model", "version", "track", "release", "mode")
+# A release's series are removed this long after its route went away: eight scrapes at the
+# ServiceMonitor's 15 s interval, so Prometheus keeps their final values (history stays in its
+# TSDB), and the gateway's memory is bounded by the releases of the last two minutes, not by
+# every release it has served. (At 600 s, a release every 30 s held ~1 MB of RSS each for
+# those 10 minutes: bench/soak.py could not show the gateway flat within its own run.)
+RETIRE_AFTER_SECONDS = 120.0
 
 
 class GatewayMetrics:
@@ -68,6 +74,41 @@ class GatewayMetrics:
                                        "that had their first error", TRACK_LABELS, registry=r)
         self.audit_dropped = Counter("relctl_audit_dropped", "Audit records lost (buffer full or store down)",
                                      registry=r)
+        self._retiring: dict[tuple[str, ...], float] = {}     # series key -> when to remove it
+
+    def retire(self, keys: set[tuple[str, ...]], now: float) -> None:
+        """Remove these series RETIRE_AFTER_SECONDS from now. A key is (model, release) for the
+        release's shadow series, or (model, release, version, track) for a track's."""
+        for key in keys:
+            self._retiring[key] = now + RETIRE_AFTER_SECONDS
+
+    def keep(self, keys: set[tuple[str, ...]]) -> None:
+        """These series are in use again: they stay."""
+        for key in keys:
+            self._retiring.pop(key, None)
+
+    def sweep(self, now: float) -> int:
+        """Remove the series retired long enough ago; returns how many keys."""
+        due = [key for key, at in self._retiring.items() if at <= now]
+        for key in due:
+            del self._retiring[key]
+            if len(key) == 2:
+                for family, values in ((self.shadow_pairs, PAIR_OUTCOMES), (self.shadow_agreement, AGREEMENT_KINDS)):
+                    for value in values:
+                        _remove(family, *key, value)
+                _remove(self.shadow_dropped, *key)
+                _remove(self.shadow_candidate_slower, *key)
+                continue
+            model, release, version, track = key
+            for mode in ("live", "shadow"):
+                labels = (model, version, track, release, mode)
+                for family, more in ((self.errors, ERROR_CLASSES), (self.tokens, ("prompt", "completion"))):
+                    for value in more:
+                        _remove(family, *labels, value)
+                for family in (self.requests, self.duration, self.ttft, self.inter_token, self.sessions,
+                               self.sessions_failed):
+                    _remove(family, *labels)
+        return len(due)
 
     def track(self, model: str, version: str, track: str, release: str, mode: str) -> "TrackMetrics":
         labels = (model, version, track, release, mode)
@@ -89,6 +130,13 @@ class GatewayMetrics:
             dropped=self.shadow_dropped.labels(model, release),
             candidate_slower=self.shadow_candidate_slower.labels(model, release),
         )
+
+
+def _remove(family, *labels: str) -> None:
+    try:
+        family.remove(*labels)
+    except KeyError:      # never created (e.g. no shadow on that track)
+        pass
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ dict assignment: requests already in flight keep the route they started with.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -80,6 +82,14 @@ def compile_route(spec: RouteSpec, metrics: GatewayMetrics) -> CompiledRoute:
                          shadow_metrics=metrics.shadow(spec.model, spec.release_id))
 
 
+def series_keys(route: CompiledRoute | None) -> set[tuple[str, ...]]:
+    """The metric series a route writes to, as GatewayMetrics.retire names them."""
+    if route is None:
+        return set()
+    return {(route.model, route.release)} | {(route.model, route.release, t.version, t.track)
+                                             for t in route.targets.values()}
+
+
 def upstream_timeouts(config: GatewayConfig) -> dict[tuple[str, bool], aiohttp.ClientTimeout]:
     """Built once: a buffered call has a total limit; a stream only a limit on silence."""
     out = {}
@@ -98,6 +108,7 @@ class GatewayState:
     audit: AuditSink | None = None
 
     timeouts: dict = field(default_factory=dict)     # (mode, stream) -> aiohttp.ClientTimeout
+    clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         self.timeouts = upstream_timeouts(self.config)
@@ -108,16 +119,26 @@ class GatewayState:
 
     def apply_route(self, spec: RouteSpec) -> CompiledRoute:
         compiled = compile_route(spec, self.metrics)
+        old = self.routes.get(spec.model)
         self.routes[spec.model] = compiled          # one assignment: atomic for the event loop
+        self._retire_unused(old, compiled)
         log.info("route applied", extra={"model": spec.model, "weights": dict(spec.weights),
                                          "mirror_to": spec.mirror_to, "release": spec.release_id})
         return compiled
 
     def remove_route(self, model: str) -> bool:
-        removed = self.routes.pop(model, None) is not None
-        if removed:
+        old = self.routes.pop(model, None)
+        if old is not None:
+            self._retire_unused(old, None)
             log.info("route removed", extra={"model": model})
-        return removed
+        return old is not None
+
+    def _retire_unused(self, old: CompiledRoute | None, new: CompiledRoute | None) -> None:
+        """Series the old route had and the new one has not are removed later (GatewayMetrics.retire)."""
+        now, gone, kept = self.clock(), series_keys(old), series_keys(new)
+        self.metrics.sweep(now)
+        self.metrics.keep(kept)
+        self.metrics.retire(gone - kept, now)
 
     def set_fault(self, model: str, track: str, fault: Fault) -> None:
         if fault == Fault():

@@ -2,7 +2,11 @@
 
 The same download code as the controller's (MlflowRegistry.download: staged, then renamed,
 so a restarted init container never serves half a checkpoint); `<dest>/current` then points
-at the checkpoint, which is what the vLLM container loads.
+at the checkpoint, which is what the vLLM container loads. The download is verified against the
+version's SHA-256 manifest (tag relctl.manifest_sha256) and, with RELCTL_VERIFY_KEY set, its
+signature: a version that fails exits with INTEGRITY_EXIT, which the pool reads as failed at once
+(controller/k8s/health.py), never retried into a crash loop, never loaded. The controller does
+not download the version itself for this pool.
 """
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+INTEGRITY_EXIT = 3      # the pod's status carries it: health.py fails the version on it at once
 
 
 def fetch(tracking_uri: str, model: str, version: str, dest: Path) -> Path:
@@ -33,9 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.tracking_uri:
         print("fetch_model: error: set MLFLOW_TRACKING_URI or --tracking-uri", file=sys.stderr)
         return 2
+    from controller.registry.integrity import IntegrityError
     from controller.registry.types import RegistryError
     try:
         folder = fetch(args.tracking_uri, args.model, args.version, args.dest)
+    except IntegrityError as exc:
+        print(f"fetch_model: integrity check failed: {exc}", file=sys.stderr)
+        return INTEGRITY_EXIT
     except RegistryError as exc:
         # the pod's status shows this line (terminationMessagePolicy FallbackToLogsOnError)
         print(f"fetch_model: error: {exc}", file=sys.stderr)

@@ -3,12 +3,17 @@
 ready: a pod passes its readiness probe. failed: a container crash-loops (after
 `crashloop_restarts` restarts), an image cannot be pulled or a container cannot be made, or
 the Deployment's own progress deadline passed (Kubernetes' ProgressDeadlineExceeded: never
-ready); the detail gives the reason from the pod's status and its latest warning event.
+ready), or the init container found the version's files do not match its manifest (its exit
+code INTEGRITY_EXIT: failed at once, as the controller's own integrity check was); the detail
+gives the reason from the pod's status and its latest warning event.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from controller.k8s.fetch_model import INTEGRITY_EXIT
+
+FETCH_CONTAINER = "fetch-model"          # render.fetch_container
 FATAL_AT_ONCE = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError",
                  "CreateContainerError"}
 
@@ -45,11 +50,26 @@ def _containers(pod: dict) -> list[dict]:
 def _broken_container(pod: dict, crashloop_restarts: int) -> str:
     name = pod["metadata"]["name"]
     for c in _containers(pod):
+        integrity = _integrity_failure(c)
+        if integrity:
+            return f"pod {name}: {integrity}"
         waiting = (c.get("state") or {}).get("waiting") or {}
         reason, restarts = waiting.get("reason", ""), c.get("restartCount") or 0
         if reason in FATAL_AT_ONCE or (reason == "CrashLoopBackOff" and restarts >= crashloop_restarts):
             return (f"pod {name} container {c.get('name')}: {reason} after {restarts} restarts"
                     f"{_last_exit(c)}{': ' + waiting['message'] if waiting.get('message') else ''}")
+    return ""
+
+
+def _integrity_failure(container: dict) -> str:
+    """The fetch container's integrity error (now or in its last run): the files must never be loaded."""
+    if container.get("name") != FETCH_CONTAINER:
+        return ""
+    for where in ("state", "lastState"):
+        term = (container.get(where) or {}).get("terminated") or {}
+        if term.get("exitCode") == INTEGRITY_EXIT:
+            msg = (term.get("message") or "").strip().splitlines()
+            return msg[-1][:500] if msg else "fetch_model: integrity check failed"
     return ""
 
 

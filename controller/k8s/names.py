@@ -35,6 +35,11 @@ def version_name(model: str, version: str) -> str:
     return f"{slug(model)}-v{v}"
 
 
+def pod_regex(model: str, version: str) -> str:
+    """The names of a version's pods (Deployment, ReplicaSet hash, suffix), for PromQL `pod=~`."""
+    return f"{version_name(model, version)}-[a-z0-9]+-[a-z0-9]+"
+
+
 def route_name(model: str) -> str:
     return slug(model, limit=63)
 

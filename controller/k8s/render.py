@@ -8,6 +8,7 @@ InferencePools, an InferencePool.
 from __future__ import annotations
 
 from controller.k8s import names
+from controller.k8s.health import FETCH_CONTAINER
 from policies.kubernetes import KubernetesPolicy
 from controller.k8s.settings import KubernetesSettings
 
@@ -58,11 +59,13 @@ def pod_spec(k: KubernetesSettings, model: str, version: str, mlflow_uri: str) -
 
 def fetch_container(k: KubernetesSettings, model: str, version: str, mlflow_uri: str) -> dict:
     return {
-        "name": "fetch-model", "image": k.relctl_image,
+        "name": FETCH_CONTAINER, "image": k.relctl_image,
         "command": ["python", "-m", "controller.k8s.fetch_model"],
         "args": ["--model", model, "--version", str(version), "--dest", MODEL_DIR],
         "env": [{"name": "MLFLOW_TRACKING_URI", "value": mlflow_uri},
-                {"name": "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "value": "3"}],
+                {"name": "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "value": "3"}]
+               # the manifest's signature is checked where the files land (a public key: no secret)
+               + ([{"name": "RELCTL_VERIFY_KEY", "value": k.verify_key}] if k.verify_key else []),
         "volumeMounts": [{"name": "models", "mountPath": MODEL_DIR}],
         "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
         "terminationMessagePolicy": "FallbackToLogsOnError",   # the pod's status then says why it failed
@@ -131,7 +134,7 @@ def hpa(k: KubernetesSettings, model: str, version: str, p: KubernetesPolicy) ->
 def scaled_object(k: KubernetesSettings, model: str, version: str, p: KubernetesPolicy) -> dict:
     """KEDA ScaledObject with a Prometheus trigger; KEDA divides the sum by the replicas (AverageValue)."""
     a, name = p.autoscaling, names.version_name(model, version)
-    query = f'sum({k.gpu_util_metric}{{namespace="{k.namespace}",pod=~"{name}-[a-z0-9]+-[a-z0-9]+"}})'
+    query = f'sum({k.gpu_util_metric}{{namespace="{k.namespace}",pod=~"{names.pod_regex(model, version)}"}})'
     return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": metadata(k, model, version),
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
                      "minReplicaCount": a.min_replicas, "maxReplicaCount": a.max_replicas,

@@ -25,6 +25,8 @@ class KubernetesSettings(BaseModel):
     relctl_image: str = Field("relctl:0.1.0", description="image holding relctl; its init container "
                               "downloads the model version from MLflow")
     mlflow_uri: str = Field("", description="MLflow as pods reach it; default: the controller's mlflow_uri")
+    verify_key: str = Field("", description="ed25519 public key (hex) the init container checks each version's "
+                            "manifest signature with; default: the controller's RELCTL_VERIFY_KEY or signing key")
     port: int = Field(8000, ge=1, le=65535)
     max_model_len: int | None = Field(None, ge=16)
     extra_args: list[str] = Field(default_factory=list, description="more vLLM server arguments")

@@ -18,11 +18,14 @@ class Served:
 
 class Pool(Protocol):
     name: str
+    # True when the pool's servers download (and verify) the version themselves, e.g. Kubernetes
+    # pods with an init container: the controller then keeps no copy and `ensure` gets no folder.
+    fetches_checkpoints: bool
 
     def can_serve(self, quantization: str | None) -> tuple[bool, str]:
         """Whether this pool can serve a checkpoint of that quantization (None = full precision), and why."""
 
-    def ensure(self, model: str, version: str, artifact_dir: Path) -> Served:
+    def ensure(self, model: str, version: str, artifact_dir: Path | None) -> Served:
         """Start the server if it is not running (idempotent; adopts a server started before a restart)."""
 
     def adopt(self, model: str, label: str, version: str) -> bool:

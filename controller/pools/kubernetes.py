@@ -29,6 +29,11 @@ VLLM_PODS = "app.kubernetes.io/name=vllm,app.kubernetes.io/managed-by=relctl"
 
 
 class KubernetesPool:
+    # The pods' init container downloads the version and verifies it against its manifest and
+    # signature (controller/k8s/fetch_model.py; a failure is a failed version, health.py): the
+    # controller needs no copy of the checkpoint, so it downloads none for this pool.
+    fetches_checkpoints = True
+
     def __init__(self, api: KubeApi, k: KubernetesSettings, *, mlflow_uri: str,
                  policy_for: Callable[[str], KubernetesPolicy] = lambda model: KubernetesPolicy(),
                  clock: Callable[[], float] = time.time, name: str = "kubernetes", tenants: Tenants | None = None):
@@ -44,7 +49,7 @@ class KubernetesPool:
             return True, f"GPU pool ({self._k.gpu_product}) serves {quantization} builds with vLLM's 4-bit kernels"
         return False, f"pool {self.name} does not serve {quantization!r} checkpoints"
 
-    def ensure(self, model: str, version: str, artifact_dir: Path) -> Served:
+    def ensure(self, model: str, version: str, artifact_dir: Path | None) -> Served:
         """Apply the version's objects (the pods fetch the model from MLflow: artifact_dir is unused)."""
         for obj in self._objects(model, version):
             self._api.apply(obj)
@@ -139,10 +144,26 @@ def policy_lookup(settings) -> Callable[[str], KubernetesPolicy]:
     return lambda model: policy_section(load_policy(by_model.get(model, "default")))
 
 
+def controller_verify_key(environ=None) -> str:
+    """The public key the controller checks signatures with (RELCTL_VERIFY_KEY, else its signing key's),
+    as hex for the init container; "" when it checks none."""
+    import os
+
+    from cryptography.hazmat.primitives import serialization
+
+    from controller.registry import integrity
+    public = integrity.verify_key(os.environ if environ is None else environ)
+    if public is None:
+        return ""
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+
+
 def build(settings, sessions) -> KubernetesPool:
     """Backend factory (controller.backends): vLLM Deployments on a Kubernetes GPU pool."""
     from controller.k8s.api import api_client
     k = settings.kubernetes
+    if not k.verify_key:
+        k = k.model_copy(update={"verify_key": controller_verify_key()})
     api = KubeApi(api_client(k), timeout=k.request_timeout_seconds)
     return KubernetesPool(api, k, mlflow_uri=settings.mlflow_uri, policy_for=policy_lookup(settings),
                           tenants=getattr(settings, "tenants", None))

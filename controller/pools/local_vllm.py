@@ -41,6 +41,7 @@ class LocalVllmPool:
     # came up after other servers had just stopped); its normal silences last about a minute.
     STALL_SECONDS = 180.0
     STALL_RESTARTS = 2
+    fetches_checkpoints = False      # servers load the folder the controller downloaded
 
     def __init__(self, deployments: DeploymentStore, workdir: Path, *, device: str = "cpu",
                  name: str = "local", max_model_len: int = 512, extra_args: tuple[str, ...] = (),

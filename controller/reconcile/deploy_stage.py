@@ -42,6 +42,8 @@ def ensure_serving(ctx: Controller, model: str, version: str, owner: str) -> Ser
     current = ctx.pool.status(model, version)
     if current is not None and current.state in ("starting", "ready"):
         return current
+    if ctx.pool.fetches_checkpoints:     # its servers download and verify the version themselves
+        return ctx.pool.ensure(model, version, None)
     job = ctx.jobs.ensure(owner, f"download-{version}",
                           lambda _: {"path": str(ctx.download_checkpoint(model, version))},
                           retry_failed_after=DOWNLOAD_RETRY_SECONDS)

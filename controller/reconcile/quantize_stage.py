@@ -4,7 +4,8 @@ The whole build runs as one observed job (controller/reconcile/jobs.py): a tick 
 once and reads its state; it never waits. Progress (quantization per layer, evaluation
 servers starting, scoring) is written into the job as it goes. Idempotent: a build already
 registered for this release (tag relctl.release_id) is reused, so a crash between
-registering and saving the release never registers a second build. A cancelled job stops
+registering and saving the release never registers a second build; a build that finished
+quantizing but was not yet registered is reused once its files are checked (finished_build.py). A cancelled job stops
 the quantize subprocess and the evaluation servers and registers nothing; a failed attempt
 is still logged as a failed MLflow run with its log.
 """
@@ -16,9 +17,11 @@ import os
 import shutil
 from contextlib import contextmanager
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from controller.domain.release import BuildOutcome, GateOutcome, Release
+from controller.reconcile import finished_build
 from controller.reconcile.context import Controller
 from controller.reconcile.evaluation_servers import evaluation_labels, evaluation_target, hand_over, served_pair
 from controller.reconcile.jobs import Cancelled, JobContext, throttled
@@ -96,26 +99,20 @@ def _build_as_job(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -
 
 def _build(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[str, Any]:
     from quantize.base import spec_from_policy
-    from quantize.job import run_quantize_job
     from quantize.mlflow_log import log_quantization_run
 
     q = policy.quantize
     jc.progress(step="downloading", detail=f"version {r.candidate_version}")
     parent = ctx.download_checkpoint(r.model, r.candidate_version)
     out = ctx.workdir / "builds" / r.id
-    shutil.rmtree(out, ignore_errors=True)
     spec = spec_from_policy(q)
-    early = _start_parent_server(ctx, r, policy, parent)
-    jc.progress(step="quantizing", detail=f"{q.backend} {spec.label()}")
-    try:
-        job = run_quantize_job(parent, out, spec, backend=q.backend, timeout_s=q.timeout_seconds,
-                               max_memory_gb=q.max_memory_gb, tracking_uri=ctx.registry.uri, cancel=jc.cancel,
-                               on_progress=lambda ev: jc.progress(step="quantizing", quantize=ev))
-        jc.check()
-    except BaseException:
-        if early:
-            ctx.pool.stop(r.model, evaluation_labels(r.id)["parent"])
-        raise
+    job = finished_build.reuse(out, r.candidate_version, spec)
+    if job is not None:   # finished before the controller was killed: quantizing again would only cost time
+        log.info("quantize.build_reused", extra={"release": r.id, "build": str(out)})
+        jc.progress(step="quantizing", detail=f"{q.backend} {spec.label()}: reusing the build finished before "
+                                              f"a controller restart")
+    else:
+        job = _quantize(ctx, r, policy, parent, out, spec, jc)
     report, kept, speed, not_measured = _measure(ctx, r, policy, parent, out, job, jc)
     jc.check()  # nothing is registered for a cancelled release
     jc.progress(step="registering")
@@ -139,6 +136,29 @@ def _build(ctx: Controller, r: Release, policy: Policy, jc: JobContext) -> dict[
             hand_over(ctx.pool, r.model, r.id, None, version)
     return {"version": version, "report": {"quality": report.to_dict(), "quantization": spec.label(),
                                            "run_id": run_id, "speed": speed_document(speed, not_measured)}}
+
+
+def _quantize(ctx: Controller, r: Release, policy: Policy, parent: Path, out: Path, spec, jc: JobContext):
+    """Quantize the parent into `out` afresh (the parent's evaluation server starting meanwhile) and
+    record the finished build for a restarted job (finished_build)."""
+    from quantize.job import run_quantize_job
+
+    q = policy.quantize
+    finished_build.forget(out)
+    shutil.rmtree(out, ignore_errors=True)
+    early = _start_parent_server(ctx, r, policy, parent)
+    jc.progress(step="quantizing", detail=f"{q.backend} {spec.label()}")
+    try:
+        job = run_quantize_job(parent, out, spec, backend=q.backend, timeout_s=q.timeout_seconds,
+                               max_memory_gb=q.max_memory_gb, tracking_uri=ctx.registry.uri, cancel=jc.cancel,
+                               on_progress=lambda ev: jc.progress(step="quantizing", quantize=ev))
+        jc.check()
+    except BaseException:
+        if early:
+            ctx.pool.stop(r.model, evaluation_labels(r.id)["parent"])
+        raise
+    finished_build.record(out, r.candidate_version, job)
+    return job
 
 
 # what each backend writes (config.json's quant_method), to know before the build whether the pool serves it

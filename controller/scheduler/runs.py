@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Callable
 
@@ -20,7 +20,7 @@ from controller.reconcile.jobs import Cancelled, JobContext
 from controller.registry.conventions import ALIAS_CHAMPION
 from controller.scheduler.drift import SuiteFigures, baselines, compare
 from controller.scheduler.mlflow_eval import log_evaluation
-from controller.scheduler.scoring import ChampionChanged, GatewayScorer
+from controller.scheduler.scoring import ChampionChanged, GatewayScorer, NotServed
 from controller.scheduler.store import (CANCELLED, FAILED, RUNNING, SKIPPED, SUCCEEDED, EvaluationRun,
                                         EvaluationStore)
 from policies.evaluation import EvaluationPolicy
@@ -33,6 +33,7 @@ DRIFT = Gauge("relctl_eval_drift", "1 while the live champion's last evaluation 
               "limits (accuracy or compliance), else 0", ["model"])
 JOB_KIND = "evaluation"
 DRIFT_EVENT = "evaluation_drift"
+LEASE_SECONDS = 60.0
 
 
 class NoChampion(LookupError):
@@ -56,6 +57,13 @@ class EvaluationEnv:
         return getattr(self.policy_of(model), "evaluation", None) or EvaluationPolicy()
 
 
+def lease_seconds(policy: EvaluationPolicy) -> float:
+    """How long a run's hold on its model lasts without renewal (renewed before each chunk of items).
+    Short, so that a run whose controller was killed blocks the schedule for a minute, not for its
+    whole timeout_seconds."""
+    return min(policy.timeout_seconds, LEASE_SECONDS)
+
+
 def start_evaluation(env: EvaluationEnv, model: str, trigger: str,
                      scheduled_for: datetime | None = None) -> EvaluationRun | None:
     """Claim and start a run of the champion; None when this fire time already ran.
@@ -64,29 +72,20 @@ def start_evaluation(env: EvaluationEnv, model: str, trigger: str,
     if champion is None:
         raise NoChampion(f"model {model!r} has no champion to evaluate")
     now = env.ctx.clock()
+    env.store.abandon_stale(now)          # a run whose controller died lets go of the model once its lease ends
     run = env.store.claim(model, trigger, env.owner, now, scheduled_for)
     if run is None:
         log.info("evaluation.duplicate", extra={"model": model, "scheduled_for": str(scheduled_for)})
         return None
     env.store.update(run.id, version=champion)
     policy = env.evaluation_policy(model)
-    if not env.store.acquire(model, run.id, env.owner, now, policy.timeout_seconds):
+    if not env.store.acquire(model, run.id, env.owner, now, lease_seconds(policy)):
         holder = env.store.holder(model)
         env.store.finish(run.id, SKIPPED, now, reason=f"another evaluation of {model} is running "
                                                       f"({holder[0] if holder else 'unknown'})")
         return env.store.get(run.id)
     env.ctx.jobs.ensure(run.id, JOB_KIND, partial(_work, env, run.id, model, champion, trigger))
     return env.store.get(run.id)
-
-
-def cancel_evaluations(env: EvaluationEnv, model: str) -> list[str]:
-    """Stop the model's running evaluations now (e.g. when its release ends); returns the run ids."""
-    stopped = []
-    for run in env.store.history(model, limit=20):
-        if run.state == RUNNING and env.ctx.jobs.cancel(run.id):
-            env.store.finish(run.id, CANCELLED, env.ctx.clock(), reason="cancelled")
-            stopped.append(run.id)
-    return stopped
 
 
 def _work(env: EvaluationEnv, run_id: str, model: str, version: str, trigger: str, job: JobContext) -> dict:
@@ -96,6 +95,9 @@ def _work(env: EvaluationEnv, run_id: str, model: str, version: str, trigger: st
     except Cancelled as exc:
         env.store.finish(run_id, CANCELLED, env.ctx.clock(), reason=str(exc))
         raise
+    except NotServed as exc:         # e.g. the first fire time after a start, before the route is applied
+        env.store.finish(run_id, SKIPPED, env.ctx.clock(), reason=str(exc))
+        return {"skipped": str(exc)}
     except Exception as exc:
         env.store.finish(run_id, FAILED, env.ctx.clock(), reason=str(exc) or type(exc).__name__)
         raise
@@ -112,13 +114,18 @@ def _evaluate(env: EvaluationEnv, run_id: str, model: str, version: str, trigger
     ev = env.evaluation_policy(model)
     validators = compile_validators(getattr(policy, "validators", None) or [])
 
+    deadline = env.ctx.clock() + timedelta(seconds=ev.timeout_seconds)
+
     def between_chunks() -> None:
         job.check()
         current = env.ctx.registry.get_alias(model, ALIAS_CHAMPION)
         if current != version:
             raise ChampionChanged(f"champion of {model} changed from {version} to {current} mid-run")
-        if not env.store.acquire(model, run_id, env.owner, env.ctx.clock(), ev.timeout_seconds):   # renew
-            raise Cancelled(f"lost the lock of {model} (ran past timeout_seconds={ev.timeout_seconds:g}; "
+        now = env.ctx.clock()
+        if now > deadline:
+            raise Cancelled(f"ran past timeout_seconds={ev.timeout_seconds:g}")
+        if not env.store.acquire(model, run_id, env.owner, now, lease_seconds(ev)):   # renew the lease
+            raise Cancelled(f"lost the lock of {model} (no renewal within {lease_seconds(ev):g} s; "
                             f"another run took over)")
 
     scorer = GatewayScorer(env.gateway_url, model, version, parallel=ev.parallel, transport=env.transport)

@@ -8,6 +8,8 @@ generalisation, not memorised lines. eval_large.jsonl (the suite builtin:large) 
 thousands of cloze questions on new stories drawn with yet another seed — who the story is
 about, who was given something, a capital, the next day — plus the facts in statement and
 Q&A form, so the paired quality gate has enough items to decide a 1.2-point limit.
+eval_medium.jsonl (builtin:medium) is a fixed random sample of those items, in their order
+and with their ids: enough to decide the demo's build in less than a minute of scoring.
 Run: python -m quantize.data.generate
 """
 from __future__ import annotations
@@ -56,6 +58,8 @@ ITEMS = ["apples", "books", "pencils", "eggs", "flowers", "cups", "shirts", "sta
 VERBS = ["bought", "found", "sold", "counted", "carried", "painted", "borrowed", "packed"]
 FEELINGS = ["happy", "tired", "calm", "curious", "proud", "hungry", "surprised", "sleepy"]
 LARGE_STORIES = 2000
+MEDIUM_ITEMS = 2000
+MEDIUM_SEED = 5
 WEATHER = ["sunny", "rainy", "windy", "cloudy", "cold", "warm", "foggy", "snowy"]
 
 
@@ -170,6 +174,12 @@ def large_eval_items(seed: int = 4, n_stories: int = LARGE_STORIES) -> list[dict
     return items
 
 
+def medium_eval_items(n_items: int = MEDIUM_ITEMS, seed: int = MEDIUM_SEED) -> list[dict]:
+    """A sample of the large suite without replacement, kept in its order: the same items, the same ids."""
+    large = large_eval_items()
+    return [large[i] for i in sorted(random.Random(seed).sample(range(len(large)), n_items))]
+
+
 def main() -> None:
     (HERE / "corpus.txt").write_text("\n\n".join(build(seed=1, n_stories=1400, fact_repeats=6)) + "\n")
     (HERE / "heldout.txt").write_text("\n\n".join(build(seed=2, n_stories=150, fact_repeats=0)) + "\n")
@@ -178,9 +188,10 @@ def main() -> None:
     with open(HERE / "eval.jsonl", "w") as fh:
         for item in eval_items():
             fh.write(json.dumps(item) + "\n")
-    with open(HERE / "eval_large.jsonl", "w") as fh:
-        for item in large_eval_items():
-            fh.write(json.dumps(item) + "\n")
+    for name, items in (("eval_large.jsonl", large_eval_items()), ("eval_medium.jsonl", medium_eval_items())):
+        with open(HERE / name, "w") as fh:
+            for item in items:
+                fh.write(json.dumps(item) + "\n")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,11 @@ from controller.demo.run import wait_serving
 from controller.demo.stack import MODEL, DemoStack, build_demo_models
 from controller.domain.phase_table import TERMINAL
 from controller.registry.mlflow_registry import MlflowRegistry
+from tests.support.mlflow_server import mlflow_ui
 
 pytestmark = pytest.mark.e2e
 MODEL_B = "tiny-b"        # a second model, released at the same time without quantization
+EVAL_EVERY = 60           # seconds between scheduled evaluations of tiny-b's champion
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,10 @@ def stack(tmp_path_factory):
     demo["analysis"]["low_traffic"] = "none"
     steps, no_quantize = workdir / "demo-steps.yaml", workdir / "no-quantize.yaml"
     steps.write_text(yaml.safe_dump(demo))
-    no_quantize.write_text(yaml.safe_dump({**demo, "quantize": {"enabled": False}}))
+    # tiny-b's live champion is also evaluated every EVAL_EVERY seconds, through the kills below.
+    no_quantize.write_text(yaml.safe_dump({**demo, "quantize": {"enabled": False},
+                                           "evaluation": {"interval_seconds": EVAL_EVERY,
+                                                          "suites": ["builtin:small"]}}))
     s = DemoStack(workdir, watch={MODEL: str(steps), MODEL_B: str(no_quantize)}).start()
     registry = MlflowRegistry(s.mlflow.url)
     for model in (MODEL, MODEL_B):
@@ -139,9 +144,13 @@ def test_crash_matrix_two_models_at_once(stack):
     assert_build_progress_was_shown(progress)
     served = a_final["status"]["deployment"]["version"]
     starts = pool_starts(stack)
-    # A kill while evaluating restarts the build job: the build is made again and its evaluation server
-    # replaced. Every other server was started once (tiny-b's candidate was killed on purpose, and not
-    # restarted), and nothing is left running but the two champions' servers.
+    # A kill while evaluating restarts the build job: the build it had finished is reused (its files
+    # checked against the record made when it was done), not quantized again; its evaluation server may
+    # be started again. Every other server was started once (tiny-b's candidate was killed on purpose,
+    # and not restarted), and nothing is left running but the two champions' servers.
+    log = (stack.workdir / "controller.log").read_text()
+    assert log.count('"quantize.build_reused"') == 1, "the build finished before the kill was not reused"
+    assert 1 <= log.count('"quantize job starting"') <= 2     # a kill while quantizing starts it again
     once = [s for s in starts if not s[1].endswith("-eval-build")]
     assert len(once) == len(set(once)), f"a server was started twice: {starts}"
     assert {(d["model"], d["version"]) for d in deployments(stack) if d["state"] in ("starting", "ready")} == \
@@ -239,6 +248,76 @@ def test_quantize_command_on_a_registered_version(stack, tmp_path):
     assert r.returncode == 1 and "has no input dataset named 'nope'" in r.stderr
 
 
+def test_releases_started_and_aborted_from_the_mlflow_ui(stack):
+    """On the real stack, as a person in MLflow's UI would drive it: three versions registered at once
+    are one release and a queue; tag `relctl.action=abort` set through the UI's endpoint on the version
+    `challenger` points at aborts the release; the newest queued version is released next and the one
+    between is superseded; alias `candidate` set through the UI on that superseded version starts its
+    release, aborted the same way. The champion never moves and no candidate server is left running."""
+    url = stack.mlflow.url
+
+    def release_of(version):
+        rows = stack.api("GET", "/api/v1/releases", params={"model": MODEL_B}).json()
+        return next((r for r in rows if r["candidate_version"] == version), None)
+
+    def abort_from_ui(version):
+        mlflow_ui(url, "model-versions/set-tag", {"name": MODEL_B, "version": version, "key": "relctl.action",
+                                                  "value": "abort"})
+        wait_for(lambda: (release_of(version) or {}).get("phase") == "aborted", 120)
+
+    v3, v4, v5 = [stack.registry.register_checkpoint(MODEL_B, stack.versions[1]) for _ in range(3)]
+    wait_for(lambda: stack.registry.get_alias(MODEL_B, "challenger") == v3, 400)   # deployed, in shadow
+    abort_from_ui(v3)
+    wait_for(lambda: release_of(v5), 60)            # the newest queued version is next...
+    assert release_of(v4) is None                   # ...and the one between superseded
+    abort_from_ui(v5)                               # the tag works on a candidate not yet deployed too
+    mlflow_ui(url, "registered-models/alias", {"name": MODEL_B, "alias": "candidate", "version": v4})
+    created = wait_for(lambda: release_of(v4), 60)
+    assert "alias_set" in created["reason"] or any("alias_set" in e["reason"] for e in events(stack, created)), \
+        events(stack, created)
+    wait_for(lambda: stack.registry.get_alias(MODEL_B, "challenger") == v4, 400)
+    abort_from_ui(v4)
+    assert stack.registry.get_alias(MODEL_B, "champion") == "1"
+    assert stack.registry.get_alias(MODEL_B, "candidate") is None          # consumed when the release started
+    wait_for(lambda: {d["version"] for d in deployments(stack)
+                      if d["model"] == MODEL_B and d["state"] in ("starting", "ready")} == {"1"}, 60)
+
+
+def events(stack, release: dict) -> list[dict]:
+    return stack.api("GET", f"/api/v1/releases/{release['id']}/events").json()
+
+
+def test_scheduled_evaluations_ran_through_the_kills(stack):
+    """tiny-b's champion is evaluated on a schedule through the real gateway and its vLLM server while
+    the crash matrix (above) SIGKILLs the controller: no fire time ran twice, a run cut short by a kill
+    was recorded as abandoned, every finished run logged its figures on an MLflow run, and the same
+    champion scored the same each time (no drift)."""
+    from mlflow.tracking import MlflowClient
+    deadline = time.monotonic() + 3 * EVAL_EVERY + 60
+    while True:
+        runs = evaluations(stack, limit=500)
+        done = [r for r in runs if r["state"] == "succeeded"]
+        if len(done) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert len(done) >= 2, runs
+    fire_times = [r["scheduled_for"] for r in runs if r["trigger"] == "schedule"]
+    assert len(fire_times) == len(set(fire_times)), f"a fire time ran twice: {runs}"
+    unfinished = [r for r in runs[1:] if r["state"] in ("pending", "running")]   # all but the newest ended
+    assert not unfinished, runs
+    for r in runs:
+        assert r["state"] in ("succeeded", "skipped") or "abandoned" in r["reason"], r
+    client = MlflowClient(stack.mlflow.url)
+    for r in done:
+        figures = r["figures"]["builtin:small"]
+        assert r["version"] == "1" and figures["items"] == 121 and figures["errors"] == 0, r
+        assert not r["drift"]["drifted"], r
+        metrics = client.get_run(r["mlflow_run_id"]).data.metrics
+        assert metrics["relctl.eval.accuracy"] == pytest.approx(figures["accuracy"]), metrics
+    assert len({r["figures"]["builtin:small"]["accuracy"] for r in done}) == 1, done
+    assert stack.registry.get_version(MODEL_B, "1").tags["relctl.eval.last_run_id"] == done[0]["mlflow_run_id"]
+
+
 def deployments(stack) -> list[dict]:
     from sqlalchemy import create_engine, text
     with create_engine(stack.db_url).connect() as c:
@@ -280,3 +359,75 @@ def wait_for(fn, timeout):
             return value
         time.sleep(1)
     raise TimeoutError(f"condition not met within {timeout} s")
+
+
+# A release that promotes in seconds once deployed: no build, no shadow, one short canary step
+# judged on errors only (two CPU servers differ in speed for reasons unrelated to the model).
+FAST_RELEASE = {"name": "drift-e2e", "quantize": {"enabled": False}, "shadow": {"duration_seconds": 0},
+                "canary": {"steps": [50], "step_seconds": 5},
+                "analysis": {"latency_metrics": [], "min_requests": 20, "min_soak_seconds": 5,
+                             "error_rate_tolerance": 0.1, "low_traffic": "none"}}
+
+
+def test_a_perturbed_build_promoted_with_its_reports_figures_raises_drift(stack, tmp_path):
+    """The case scheduled evaluations exist for: a build whose quality report (suite builtin:small, the
+    good champion's accuracy) is not what is served -- its weights were perturbed after it was measured.
+    Released through the real controller and promoted (the canary judges errors, and it answers), it is
+    evaluated at the next fire time through the gateway and its vLLM server: drift, on the accuracy."""
+    from tests.support.perturbed_checkpoint import perturb_checkpoint
+    started = time.monotonic()
+    good_version = stack.registry.get_alias(MODEL_B, "champion")
+    good = wait_for(lambda: next((r for r in evaluations(stack) if r["state"] == "succeeded"
+                                  and r["version"] == good_version), None), 3 * EVAL_EVERY + 60)
+    good_accuracy, measured = good["figures"]["builtin:small"]["accuracy"], time.monotonic()
+    assert good_accuracy > 0.1, good        # a champion that answers some items right: room to drop
+    bad = perturb_checkpoint(stack.versions[0], tmp_path / "perturbed", noise=2.0)
+    version = stack.registry.register_checkpoint(MODEL_B, bad, tags={
+        "relctl.quality.suite": "builtin:small", "relctl.quality.build_accuracy": repr(good_accuracy)})
+    # tiny-b is watched: the new version starts a release with the watch's policy (shadow, two steps).
+    # Abort it and release the version through the API with a fast inline policy instead.
+    watched = wait_for(lambda: next((r for r in stack.api("GET", "/api/v1/releases", params={"model": MODEL_B}).json()
+                                     if r["candidate_version"] == version), None), 60)
+    assert stack.api("POST", f"/api/v1/releases/{watched['id']}/abort").status_code == 200
+    wait_for(lambda: stack.api("GET", f"/api/v1/releases/{watched['id']}").json()["phase"] == "aborted", 120)
+    resp = stack.api("POST", "/api/v1/releases", json={"model": MODEL_B, "version": version, "policy": FAST_RELEASE})
+    assert resp.status_code == 201, resp.text
+    release = resp.json()
+    load = None
+    try:
+        deadline = time.monotonic() + 420
+        while time.monotonic() < deadline:
+            row = stack.api("GET", f"/api/v1/releases/{release['id']}").json()
+            if load is None and row["phase"] in ("shadow", "canary"):
+                load = LoadGenerator(stack.gateway_url, MODEL_B, rps=8).start()   # evidence for the judge
+            if row["phase"] in TERMINAL:
+                break
+            time.sleep(0.5)
+    finally:
+        if load is not None:
+            load.stop()
+    assert row["phase"] == "succeeded", row
+    assert stack.registry.get_alias(MODEL_B, "champion") == version
+    promoted = time.monotonic()
+    run = wait_for(lambda: next((r for r in evaluations(stack) if r["version"] == version
+                                 and r["state"] not in ("pending", "running", "skipped", "cancelled")), None),
+                   2 * EVAL_EVERY + 60)
+    assert run["state"] == "succeeded", run
+    figures = run["figures"]["builtin:small"]
+    assert figures["items"] == 121 and figures["errors"] == 0, run
+    assert figures["accuracy"] < good_accuracy - 0.02, (good_accuracy, run)     # the perturbation worked
+    assert run["drift"]["drifted"], run
+    assert run["drift"]["suites"]["builtin:small"]["baseline"]["source"] == "quality report", run
+    assert "builtin:small: accuracy" in run["reason"], run
+    drift_events = [e for e in events(stack, release) if e["kind"] == "evaluation_drift"]
+    assert drift_events and drift_events[-1]["data"]["run_id"] == run["id"], events(stack, release)
+    assert stack.registry.get_version(MODEL_B, version).tags["relctl.eval.drift"] == "true"
+    assert f'relctl_eval_drift{{model="{MODEL_B}"}} 1.0' in httpx.get(f"{stack.api_url}/metrics/").text
+    print(f"drift: accuracy {good_accuracy:.3f} -> {figures['accuracy']:.3f}; good figures after "
+          f"{measured - started:.0f} s, promoted after {promoted - started:.0f} s, drift after "
+          f"{time.monotonic() - started:.0f} s")
+
+
+def evaluations(stack, limit: int = 50) -> list[dict]:
+    """tiny-b's evaluation runs, newest first."""
+    return stack.api("GET", f"/api/v1/models/{MODEL_B}/evaluations", params={"limit": limit}).json()["runs"]

@@ -40,6 +40,8 @@ def test_healthy_release_is_promoted(tmp_path):
     if awq_here and not awq_served:
         assert "slower than the policy allows" in s["deployed"]["reason"] and "| conc" in s["speed"]["reason"]
     assert abs(s["quality"]["perplexity_increase_pct"]) < 5 and 0.2 < s["quality"]["weight_size_ratio"] < 0.3
+    # the default accuracy gate (1.2 points, inconclusive fails) decided on 2,000 paired answers
+    assert (s["quality"]["suite"], s["quality"]["eval_items"]) == ("builtin:medium", 2000), s["quality"]
 
 
     assert_report_opens_in_chromium(s)
@@ -49,13 +51,12 @@ def assert_report_opens_in_chromium(s: dict) -> None:
     """The finished release's report: one file, its charts drawn, read in a real headless Chromium."""
     from pathlib import Path
 
-    from tests.support.browser import start_chromium
+    from tests.support.browser import images_loaded, phase_shown, start_chromium
     browser = start_chromium()
     try:
         browser.get(Path(s["report"]).as_uri())
-        assert browser.find_element("id", "phase").text == s["outcome"]
-        widths = browser.execute_script(
-            "return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+        assert phase_shown(browser) == s["outcome"]
+        widths = images_loaded(browser)
         assert widths and all(w > 500 for w in widths), widths
     finally:
         browser.quit()

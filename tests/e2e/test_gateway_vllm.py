@@ -100,7 +100,13 @@ def test_greedy_shadow_of_the_same_model_agrees_exactly(gateway):
     while _sample(gateway, "relctl_shadow_pairs_total", **pairs, outcome="both_ok") < 4:
         assert time.monotonic() < deadline, "shadow pairs never compared"
         time.sleep(0.2)
-    time.sleep(0.2)      # let the last comparison finish counting its agreement
-    ok = _sample(gateway, "relctl_shadow_pairs_total", **pairs, outcome="both_ok")
-    assert _sample(gateway, "relctl_shadow_agreement_total", **pairs, kind="exact") == ok
+    # a pair is counted before its agreement: wait (bounded) until the last comparison is counted too
+    deadline = time.monotonic() + 10
+    while True:
+        ok = _sample(gateway, "relctl_shadow_pairs_total", **pairs, outcome="both_ok")
+        agreed = _sample(gateway, "relctl_shadow_agreement_total", **pairs, kind="exact")
+        if agreed == ok or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert agreed == ok
     assert _sample(gateway, "relctl_shadow_dropped_total", **pairs) == 0

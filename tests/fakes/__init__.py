@@ -16,6 +16,7 @@ from controller.traffic.base import Fault, RouteSpec
 
 class FakePool:
     name = "fake"
+    fetches_checkpoints = False
 
     def __init__(self, ready_immediately: bool = True):
         self.servers: dict[tuple[str, str], Served] = {}

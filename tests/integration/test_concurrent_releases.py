@@ -11,9 +11,7 @@ each other's starts, so real servers are left to the demo and the crash test.
   runs; a version registered meanwhile is queued, released afterwards, and tag
   `relctl.action=abort` set through `/ajax-api` on the version `challenger` points at aborts it.
 """
-import json
 import time
-import urllib.request
 
 import pytest
 import yaml
@@ -26,7 +24,7 @@ from controller.registry.mlflow_registry import MlflowRegistry
 from controller.runtime import Seen, poll_registry
 from policies.loader import load_policy
 from tests.conftest import make_controller
-from tests.support.mlflow_server import mlflow_server, placeholder_checkpoint  # noqa: F401
+from tests.support.mlflow_server import mlflow_server, mlflow_ui, placeholder_checkpoint  # noqa: F401
 
 pytestmark = pytest.mark.integration
 B, C = "conc-b", "conc-c"
@@ -58,14 +56,6 @@ class Traffic:
 
     def stable_latency(self, model, release_id, kind):
         raise AssertionError("latency is not judged in this test")
-
-
-def ui(url: str, path: str, body: dict) -> None:
-    """What MLflow's web UI sends when a person sets an alias or a tag."""
-    req = urllib.request.Request(f"{url}/ajax-api/2.0/mlflow/{path}", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        assert resp.status == 200
 
 
 def test_two_models_at_once_from_the_mlflow_ui(mlflow_server, tmp_path):  # noqa: F811
@@ -107,7 +97,7 @@ def test_two_models_at_once_from_the_mlflow_ui(mlflow_server, tmp_path):  # noqa
         run(10, lambda: True)                                            # first look: history only
         assert ctx.store.list() == []
         b2 = registry.register_checkpoint(B, placeholder_checkpoint(tmp_path, "b2"))
-        ui(mlflow_server.url, "registered-models/alias", {"name": C, "alias": "candidate", "version": c_picked})
+        mlflow_ui(mlflow_server.url, "registered-models/alias", {"name": C, "alias": "candidate", "version": c_picked})
         traffic.failing.add(C)
         run(40, lambda: release(B, b2) and release(C, c_picked))
         rel_c = release(C, c_picked)
@@ -121,7 +111,7 @@ def test_two_models_at_once_from_the_mlflow_ui(mlflow_server, tmp_path):  # noqa
 
         traffic.failing.discard(C)
         run(60, lambda: registry.get_alias(C, "challenger") == c3)
-        ui(mlflow_server.url, "model-versions/set-tag", {"name": C, "version": c3, "key": "relctl.action",
+        mlflow_ui(mlflow_server.url, "model-versions/set-tag", {"name": C, "version": c3, "key": "relctl.action",
                                                          "value": "abort"})
         run(60, lambda: release(C, c3).phase.value in TERMINAL)
         assert release(C, c3).phase.value == "aborted", release(C, c3).reason

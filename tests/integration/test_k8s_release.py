@@ -189,12 +189,7 @@ def stack(tmp_path_factory):
     prom = PrometheusServer(tmp / "prometheus").start()
     with KubeEmulator() as emu:
         kubelet = Kubelet(emu, ready_after=1.0, on_pod=pods.start).run()
-        kubeconfig = tmp / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "emu",
-            "clusters": [{"name": "emu", "cluster": {"server": emu.url}}],
-            "users": [{"name": "relctl", "user": {"token": "emulator"}}],
-            "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "relctl"}}]}))
+        kubeconfig = emu.write_kubeconfig(tmp / "kubeconfig")
         try:
             assert "ready" in gateway.stdout.readline()
             prom.add_target(f"127.0.0.1:{port}", name="gateway")

@@ -23,6 +23,7 @@ from tests.support.tiny_models import write_untrained_checkpoint
 
 class IdlePool:
     """Serves nothing; records what the controller asked it to stop."""
+    fetches_checkpoints = False
 
     def __init__(self) -> None:
         self.stopped: list[tuple[str, str]] = []

@@ -21,7 +21,7 @@ from controller.report.cli import write_report
 from controller.store.audit import AuditStore
 from controller.store.db import make_engine, migrate
 from controller.store.releases import ReleaseStore
-from tests.support.browser import start_chromium
+from tests.support.browser import images_loaded, phase_shown, start_chromium
 
 pytestmark = pytest.mark.integration
 TOKENS = {"v-tok": "viewer"}
@@ -59,23 +59,19 @@ def move(store, release, phase, step=0):
                                           reason=f"to {phase.value}", data={"step": step})], new.phase_started_at)
 
 
-def images_loaded(drv) -> list[int]:
-    return drv.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
-
-
 def test_page_renders_and_follows_the_release_live(api, browser, tmp_path):
     store = api.ctx.store
     r = store.create("chat", "2", "1", {"canary": {"steps": [10, 40]}}, T0 - timedelta(minutes=3))
     for phase in (Phase.DEPLOYING, Phase.SHADOW, Phase.CANARY):
         r = move(store, r, phase)
     browser.get(f"http://viewer:v-tok@127.0.0.1:{api.port}/releases/{r.id}/page")   # Basic auth, as a user would
-    assert browser.find_element("id", "phase").text == "canary"
+    assert phase_shown(browser) == "canary"
     assert all(w > 500 for w in images_loaded(browser)), images_loaded(browser)
     shot = tmp_path / "release-page.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
     r = move(store, move(store, r, Phase.PROMOTING, 0), Phase.SUCCEEDED, 0)
     deadline = time.monotonic() + 20                  # the page reloads every 5 s while active
-    while browser.find_element("id", "phase").text != "succeeded":
+    while phase_shown(browser) != "succeeded":
         assert time.monotonic() < deadline, "the page did not follow the release"
         time.sleep(0.5)
     assert not browser.find_elements("css selector", "meta[http-equiv=refresh]")   # finished: no more reloads
@@ -89,7 +85,7 @@ def test_cli_report_is_one_file_chromium_opens_offline(api, browser, tmp_path, m
     out = tmp_path / "report.html"
     assert write_report(Namespace(api=api.url, release_id=r.id, out=str(out))) == 0
     browser.get(out.as_uri())
-    assert browser.find_element("id", "phase").text == "deploying"
+    assert phase_shown(browser) == "deploying"
     assert images_loaded(browser) and all(w > 500 for w in images_loaded(browser))
     monkeypatch.setenv("RELCTL_TOKEN", "wrong")
     assert write_report(Namespace(api=api.url, release_id=r.id, out=str(out))) == 1

@@ -40,3 +40,14 @@ def start_chromium():
 
     drv.quit = quit_and_clean
     return drv
+
+
+def phase_shown(drv) -> str | None:
+    """The release page's phase, read in one script call: the page reloads itself every 5 s while the
+    release is active, and an element found before a reload is stale when its text is read after it."""
+    return drv.execute_script("const e = document.getElementById('phase'); return e ? e.textContent.trim() : null")
+
+
+def images_loaded(drv) -> list[int]:
+    """The natural width of every image on the page, 0 for one not loaded."""
+    return drv.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")

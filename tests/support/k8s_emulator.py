@@ -21,7 +21,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+import yaml
 
 PATH = re.compile(r"^/(?:api/v1|apis/[^/]+/[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
 
@@ -56,6 +59,15 @@ class KubeEmulator:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+
+    def write_kubeconfig(self, path: Path, token: str = "emulator") -> Path:
+        """A kubeconfig whose one context talks to this emulator (as the official client loads it)."""
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+            "clusters": [{"name": "emu", "cluster": {"server": self.url}}],
+            "users": [{"name": "relctl", "user": {"token": token}}],
+            "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "relctl"}}]}))
+        return path
 
     def __enter__(self) -> "KubeEmulator":
         self._thread.start()

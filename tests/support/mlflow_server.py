@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from controller.registry.mlflow_server import MlflowServer, free_port
 
-__all__ = ["MlflowServer", "free_port", "mlflow_server"]
+__all__ = ["MlflowServer", "free_port", "mlflow_server", "mlflow_ui"]
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +29,11 @@ def placeholder_checkpoint(root: Path, name: str) -> Path:
     (folder / "config.json").write_text(json.dumps({"model_type": "llama", "name": name}))
     (folder / "weights.bin").write_bytes(name.encode() * 64)
     return folder
+
+
+def mlflow_ui(url: str, path: str, body: dict) -> None:
+    """What MLflow's web UI sends when a person sets an alias or a tag (its /ajax-api endpoints)."""
+    req = urllib.request.Request(f"{url}/ajax-api/2.0/mlflow/{path}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 200

@@ -26,10 +26,14 @@ def write_suite(path: Path, items: int = 40) -> str:
 
 
 class StubGateway:
-    """An httpx transport answering every completion with `reply`; `on_request(n)` runs before answer n."""
+    """An httpx transport answering every completion with `reply`, or with `error` (status, error type)
+    in the gateway's error format: every answer while it is set, or answers number `error_requests`
+    (counted from 1); `on_request(n)` runs before answer n."""
 
     def __init__(self, reply: str = "Paris"):
         self.reply, self.requests, self.on_request = reply, [], None
+        self.error: tuple[int, str] | None = None
+        self.error_requests: range | None = None
         self._lock = threading.Lock()
         self.transport = httpx.MockTransport(self._handle)
 
@@ -39,6 +43,9 @@ class StubGateway:
             n = len(self.requests)
         if self.on_request:
             self.on_request(n)
+        if self.error and (self.error_requests is None or n in self.error_requests):
+            status, kind = self.error
+            return httpx.Response(status, json={"error": {"message": "stub", "type": kind, "code": status}})
         return httpx.Response(200, json={"choices": [{"index": 0, "text": self.reply}]})
 
 

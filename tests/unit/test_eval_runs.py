@@ -6,8 +6,9 @@ from datetime import timedelta
 import pytest
 from prometheus_client import REGISTRY
 
-from controller.scheduler.runs import DRIFT_EVENT, start_evaluation
-from controller.scheduler.store import CANCELLED, SKIPPED, SUCCEEDED
+from controller.scheduler.runs import DRIFT_EVENT, LEASE_SECONDS, start_evaluation
+from controller.scheduler.store import CANCELLED, FAILED, SKIPPED, SUCCEEDED
+from policies.evaluation import EvaluationPolicy
 from tests.unit.eval_support import MODEL, StubGateway, make_env
 
 
@@ -51,6 +52,37 @@ def test_first_run_is_the_baseline_of_a_version_without_a_report(tmp_path):
     assert second.drift["suites"][suite]["baseline"]["source"] == f"evaluation {first.id}"
     assert second.drift["suites"][suite]["compliance_drop_pct"] == 0
     assert REGISTRY.get_sample_value("relctl_eval_drift", {"model": MODEL}) == 1.0
+
+
+def test_a_model_the_gateway_does_not_route_yet_is_skipped(tmp_path):
+    gateway = StubGateway("Paris")
+    gateway.error = (404, "model_not_found")           # the first fire time after a start, before the route
+    env, _, logged = make_env(tmp_path, gateway=gateway)
+    run = _finish(env, start_evaluation(env, MODEL, "schedule"))
+    assert run.state == SKIPPED and "does not serve chat yet" in run.reason
+    assert logged == [] and run.figures == {} and env.store.holder(MODEL) is None
+
+
+def test_an_outage_is_a_failed_run_not_figures_nor_a_baseline(tmp_path):
+    gateway = StubGateway("Paris")
+    gateway.error = (502, "relctl_error")
+    env, suite, logged = make_env(tmp_path, gateway=gateway)
+    down = _finish(env, start_evaluation(env, MODEL, "schedule"))
+    assert down.state == FAILED and "every one of the 40 requests" in down.reason and "HTTP 502 x40" in down.reason
+    assert logged == [] and down.figures == {}
+    gateway.error = None                                 # back up: this run is the version's baseline, no drift
+    up = _finish(env, start_evaluation(env, MODEL, "schedule"))
+    assert up.state == SUCCEEDED and not up.drift["drifted"]
+    assert env.store.first_succeeded(MODEL, "1").id == up.id
+
+
+def test_some_failed_answers_count_as_wrong(tmp_path):
+    gateway = StubGateway("Paris")
+    gateway.error, gateway.error_requests = (503, "relctl_error"), range(1, 11)
+    env, suite, _ = make_env(tmp_path, gateway=gateway)
+    run = _finish(env, start_evaluation(env, MODEL, "manual"))
+    assert run.state == SUCCEEDED and run.figures[suite]["errors"] == 10
+    assert run.figures[suite]["accuracy"] == pytest.approx(30 / 40)
 
 
 def test_a_champion_change_mid_run_cancels_it(tmp_path):
@@ -121,3 +153,26 @@ def test_a_run_that_lost_its_lock_stops(tmp_path):
     run = _finish(env, start_evaluation(env, MODEL, "schedule"))
     assert run.state == CANCELLED and "lost the lock of chat" in run.reason and logged == []
     assert env.store.holder(MODEL)[0] == "ev-other"                      # the other run's lock is left alone
+
+
+
+def test_a_run_left_by_a_killed_controller_blocks_the_model_for_one_lease_only(tmp_path):
+    env, _, _ = make_env(tmp_path)
+    now = env.ctx.clock()
+    killed = env.store.claim(MODEL, "schedule", "killed-replica", now, now)
+    assert env.store.acquire(MODEL, killed.id, "killed-replica", now, LEASE_SECONDS)
+    assert start_evaluation(env, MODEL, "manual").state == SKIPPED      # its lease still holds
+    env.ctx.clock.advance(LEASE_SECONDS + 1)
+    run = _finish(env, start_evaluation(env, MODEL, "manual"))
+    assert run.state == SUCCEEDED
+    assert env.store.get(killed.id).state == "failed" and "abandoned" in env.store.get(killed.id).reason
+
+
+def test_a_run_past_its_timeout_stops(tmp_path):
+    gateway = StubGateway("Paris")
+    env, suite, logged = make_env(tmp_path, gateway=gateway, policy=EvaluationPolicy(
+        suites=[str(tmp_path / "capitals.jsonl")], parallel=2, timeout_seconds=30))
+    gateway.on_request = lambda n: n == 3 and env.ctx.clock.advance(31)
+    run = _finish(env, start_evaluation(env, MODEL, "schedule"))
+    assert run.state == CANCELLED and "ran past timeout_seconds=30" in run.reason and logged == []
+    assert env.store.holder(MODEL) is None

@@ -4,8 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-import yaml
-
 from controller.k8s.leader import build_elector
 from controller.k8s.settings import KubernetesSettings
 from controller.pools import kubernetes as pool_backend
@@ -14,12 +12,7 @@ from controller.traffic.base import Backend, RouteSpec
 
 
 def settings_for(emu, tmp_path: Path, **k) -> SimpleNamespace:
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
-        "clusters": [{"name": "emu", "cluster": {"server": emu.url}}],
-        "users": [{"name": "relctl", "user": {"token": "t0ken"}}],
-        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "relctl"}}]}))
+    kubeconfig = emu.write_kubeconfig(tmp_path / "kubeconfig", token="t0ken")
     return SimpleNamespace(kubernetes=KubernetesSettings(kubeconfig=str(kubeconfig), namespace="llm", **k),
                            mlflow_uri="http://mlflow.relctl:5000",
                            models=[SimpleNamespace(name="qwen", policy="default")])

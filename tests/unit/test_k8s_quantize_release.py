@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import yaml
 from kubernetes import client as k8s
 
 from controller.config import Settings
@@ -140,11 +139,7 @@ def test_the_runner_is_chosen_by_name_in_the_settings():
 
 
 def test_the_controller_is_assembled_with_the_runner_the_settings_name(tmp_path, emu):
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
-        "clusters": [{"name": "emu", "cluster": {"server": emu.url}}], "users": [{"name": "u", "user": {}}],
-        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "u"}}]}))
+    kubeconfig = emu.write_kubeconfig(tmp_path / "kubeconfig")
     k = KubernetesSettings(namespace=NS, kubeconfig=str(kubeconfig))
     on_cluster, _ = build_controller(Settings(workdir=tmp_path / "a", quantize_runner="kubernetes", kubernetes=k))
     assert isinstance(on_cluster.quantize_jobs, KubernetesQuantizeJobs)

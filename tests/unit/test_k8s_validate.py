@@ -11,10 +11,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from controller.k8s import render, routes
+from controller.k8s import render, routes, tenants
 from policies.kubernetes import KubernetesPolicy
 from controller.k8s.settings import KubernetesSettings
 from controller.traffic.base import Backend, RouteSpec
+from tests.support.published_schemas import published_schema_errors
 from tests.unit.crd_schema import crd_version_schema
 
 KUBERNETES_VERSION = "1.34.0"
@@ -86,6 +87,35 @@ BROKEN = {
 def test_crd_schemas_reject_broken_objects(why):
     with pytest.raises(jsonschema.ValidationError):
         crd_validate(BROKEN[why])
+
+
+def published_objects() -> list[dict]:
+    """Every custom resource relctl renders or ships, for the upstream schemas below."""
+    from tests.unit.test_k8s_deploy import manifests
+    from tests.unit.test_k8s_tenants import TENANTS
+    objs = [o for k in SETTINGS for o in every_object(k) if o["kind"] in ("HTTPRoute", "ScaledObject")]
+    objs += [o for m in ("request-mirror", "off")
+             for o in tenants.tenant_objects(KubernetesSettings(namespace="llm", mirror_mode=m), "bank-a",
+                                             TENANTS["bank-a"]) if o["kind"] == "ReferenceGrant"]
+    return objs + [o for o in manifests() if o["kind"] == "ServiceMonitor"]
+
+
+def test_every_custom_resource_validates_against_the_upstream_schemas_published_on_npm():
+    """HTTPRoute, ReferenceGrant, ScaledObject and ServiceMonitor against the schemas the Gateway API, KEDA
+    and prometheus-operator projects generate from their API types (tests/k8s_schemas/package.json)."""
+    objs = published_objects()
+    assert {o["kind"] for o in objs} == {"HTTPRoute", "ReferenceGrant", "ScaledObject", "ServiceMonitor"}
+    errors = published_schema_errors(objs)
+    assert errors == [None] * len(objs), [(o["kind"], e) for o, e in zip(objs, errors) if e]
+
+
+def test_the_upstream_schemas_reject_broken_objects():
+    scaled = next(o for o in every_object(KubernetesSettings(autoscaler="keda")) if o["kind"] == "ScaledObject")
+    broken = {"weight": BROKEN["weight over the maximum"], "percent": BROKEN["mirror percent over 100"],
+              "minReplicaCount": _broken(scaled, lambda o: o["spec"].update(minReplicaCount="3")),
+              "type": _broken(scaled, lambda o: o["spec"]["triggers"][0].pop("type"))}
+    for field, error in zip(broken, published_schema_errors(list(broken.values()))):
+        assert error and field in error, (field, error)       # rejected, naming the field
 
 
 # The published CRD files themselves (see tests/data/crds/README.md): this workplace keeps fetched

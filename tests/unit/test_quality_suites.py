@@ -69,12 +69,30 @@ def test_files_and_builtins(tmp_path: Path) -> None:
         load_suite(tmp_path / "missing.jsonl")
     with pytest.raises(SuiteError, match="has no items"):
         parse_suite("\n \n", "empty.jsonl")
-    with pytest.raises(SuiteError, match="unknown built-in suite 'builtin:huge'; known: builtin:large, builtin:small"):
+    with pytest.raises(SuiteError, match="unknown built-in suite 'builtin:huge'; known: builtin:large, builtin:medium, "
+                                         "builtin:small"):
         load_suite("builtin:huge")
+
+
+def test_medium_is_a_fixed_sample_of_large() -> None:
+    """builtin:medium: 2,000 of large's items, same prompts, rules and ids, in large's order; the
+    committed file is what the generator writes (so the sample cannot drift from its seed)."""
+    from quantize.data.generate import medium_eval_items
+    medium, large = load_suite("builtin:medium"), load_suite("builtin:large")
+    assert medium.name == "builtin:medium" and len(medium.items) == 2000
+    by_id = {it.id: it for it in large.items}
+    assert all(it.id in by_id and (it.prompt, it.expected, it.max_tokens) ==
+               (by_id[it.id].prompt, by_id[it.id].expected, by_id[it.id].max_tokens) for it in medium.items)
+    order = [int(it.id[1:]) for it in medium.items]
+    assert order == sorted(set(order))
+    # drawn from the whole file: the questions (L0-L120), the fact clozes and the story clozes (L249-)
+    assert min(order) < 121 and any(121 <= i < 249 for i in order) and max(order) > 5000
+    assert [it["id"] for it in medium_eval_items()] == [it.id for it in medium.items]
 
 
 def test_policy_names_the_suite() -> None:
     assert QualityGate().suite == "builtin:large"
+    assert QualityGate(suite="builtin:medium").suite == "builtin:medium"
     with pytest.raises(ValidationError, match="unknown built-in suite"):
         QualityGate(suite="builtin:huge")
 

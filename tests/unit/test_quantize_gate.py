@@ -99,3 +99,18 @@ def test_report_tags_are_strings() -> None:
     assert tags["relctl.quality.parent_only_correct"] == "60"
     assert all(isinstance(v, str) for v in tags.values())
     assert "relctl.quality.quantization_seconds" not in tags  # None values are left out
+
+
+def test_the_demo_runs_the_default_gate_on_a_suite_that_decides_its_build() -> None:
+    """policies/demo.yaml: the default limit, confidence and inconclusive rule, on builtin:medium. Its
+    served build's measured counts there (5 answers lost, 0 gained of 2,000) pass with room; the same
+    counts on the 121 questions would be inconclusive and fail."""
+    from policies.loader import load_policy
+    demo, default = load_policy("demo").quality, QualityGate()
+    assert demo.suite == "builtin:medium"
+    assert (demo.max_accuracy_drop_pct, demo.confidence, demo.on_inconclusive) == (
+        default.max_accuracy_drop_pct, default.confidence, default.on_inconclusive) == (1.2, 0.95, "fail")
+    ok, reason = check_gate(report(items=2000, lost=5, gained=0, parent_right=1754), demo)
+    assert ok and "drop +0.25 points, limit 1.2; 95% bounds [+0.00, +0.65] on 2000 items" in reason
+    ok, reason = check_gate(report(items=121, lost=5, gained=0, parent_right=90), demo)
+    assert not ok and "not enough evidence: 121 items" in reason

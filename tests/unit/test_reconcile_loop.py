@@ -266,6 +266,7 @@ def test_the_per_release_tick_series_is_dropped_once_a_release_has_ended(ctx):
         return REGISTRY.get_sample_value("relctl_release_last_tick_seconds", {"release": r.id})
     try:
         assert last_tick() is not None
+        ctx.jobs.join(5)      # the servers' download jobs (threads): the abort's effects hold at once
         ctx.store.request_action(r.id, UserAction.ABORT, ctx.clock())
         assert last_tick() is None
     finally:

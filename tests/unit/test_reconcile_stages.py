@@ -272,3 +272,21 @@ def test_the_parents_evaluation_server_starts_while_the_build_is_quantized_and_s
     with pytest.raises(QuantizeError):
         quantize_stage._build(ctx, r, cpu_only, jc)
     assert pool.starts == []                                                # nothing to serve on the pool
+
+
+def test_a_pool_whose_servers_fetch_the_version_gets_no_download(tmp_path):
+    from controller.reconcile.deploy_stage import ensure_serving
+    from tests.conftest import make_controller
+
+    class FetchingPool(FakePool):       # as the Kubernetes pool: its pods' init container downloads
+        fetches_checkpoints = True
+
+        def ensure(self, model, version, artifact_dir):
+            assert artifact_dir is None
+            return super().ensure(model, version, artifact_dir)
+
+    ctx = make_controller(tmp_path, pool=FetchingPool())
+    ctx.download_checkpoint = lambda model, version: pytest.fail("the controller downloaded the checkpoint")
+    served = ensure_serving(ctx, "chat", "2", "rel-1")
+    assert served.state == "ready" and ctx.pool.starts == [("chat", "2")]
+    assert ctx.jobs.get("rel-1", "download-2") is None

@@ -70,7 +70,7 @@ class PrometheusProvider:
             rows = self._query(f"sum by (le) ({HISTOGRAMS[kind]}_bucket{{{sel}}})")
         except QueryFailed as exc:
             return HistogramReading(error=str(exc))
-        return HistogramReading(buckets={_le(r): _value(r) for r in rows})
+        return HistogramReading(buckets={bucket_edge(r): sample_value(r) for r in rows})
 
     def recent_traffic(self, model: str, seconds: int = 600) -> tuple[int, int] | str:
         """(requests, errors) every track served live for `model` over the last `seconds`, all
@@ -84,7 +84,7 @@ class PrometheusProvider:
             return str(exc)
         if not req:
             return f"no relctl_requests_total series for {{{sel}}}"
-        return round(_value(req[0])), round(_value(err[0])) if err else 0
+        return round(sample_value(req[0])), round(sample_value(err[0])) if err else 0
 
     def _tracks(self, sel: str, thresholds: Mapping[str, float], at: float) -> dict[str, TrackCounts]:
         requests = self._query(f"sum by (track) (relctl_requests_total{{{sel}}})", at)
@@ -96,7 +96,7 @@ class PrometheusProvider:
         over = self._latency_over(sel, thresholds, at)
         out = {}
         for track in TRACKS:
-            by_class = {r["metric"].get("error_class", ""): round(_value(r))
+            by_class = {r["metric"].get("error_class", ""): round(sample_value(r))
                         for r in errors if r["metric"].get("track") == track}
             out[track] = TrackCounts(
                 requests=_track_sum(requests, track),
@@ -118,16 +118,16 @@ class PrometheusProvider:
                 continue
             rows = self._query(f"sum by (track, le) ({metric}_bucket{{{sel}}})", at)
             for track in TRACKS:
-                buckets = {_le(r): _value(r) for r in rows if r["metric"].get("track") == track}
+                buckets = {bucket_edge(r): sample_value(r) for r in rows if r["metric"].get("track") == track}
                 for key, edge in wanted.items():
-                    out[track][key] = _over(buckets, edge, key)
+                    out[track][key] = requests_over(buckets, edge, key)
         return out
 
     def _shadow(self, sel: str, at: float) -> ShadowCounts | None:
         rows = self._query(f"sum by (outcome) (relctl_shadow_pairs_total{{{sel}}})", at)
         if not rows:
             return None
-        by = {r["metric"].get("outcome", ""): round(_value(r)) for r in rows}
+        by = {r["metric"].get("outcome", ""): round(sample_value(r)) for r in rows}
         return ShadowCounts(pairs=sum(by.values()), only_candidate_failed=by.get("only_candidate_failed", 0),
                             only_stable_failed=by.get("only_stable_failed", 0))
 
@@ -141,27 +141,26 @@ class PrometheusProvider:
         Raises QueryFailed.
         """
         sel = ",".join(m for m in ('release!=""', 'mode="live"' if live_only else "", matchers) if m)
-        promql = f"sum by ({', '.join(('model', 'release', *by))}) ({metric}{{{sel}}})"
-        try:
-            params = {"time": at} if at is not None else None
-            rows: list[dict[str, Any]] = self._prom.custom_query(promql, params=params)
-            return rows
-        except (PrometheusApiClientException, RequestException, ValueError) as exc:
-            raise QueryFailed(f"query failed: {promql}: {exc}") from None
+        return self._query(f"sum by ({', '.join(('model', 'release', *by))}) ({metric}{{{sel}}})", at)
 
     def _query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
-        try:
-            rows: list[dict[str, Any]] = self._prom.custom_query(promql, params={"time": at} if at else None)
-            return rows
-        except (PrometheusApiClientException, RequestException, ValueError) as exc:
-            raise QueryFailed(f"query failed: {promql}: {exc}") from None
+        return instant_query(self._prom, promql, at)
+
+
+def instant_query(prom: PrometheusConnect, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+    """One instant query (at `at`, else now); any failure is QueryFailed naming the query."""
+    try:
+        rows: list[dict[str, Any]] = prom.custom_query(promql, params={"time": at} if at is not None else None)
+        return rows
+    except (PrometheusApiClientException, RequestException, ValueError) as exc:
+        raise QueryFailed(f"query failed: {promql}: {exc}") from None
 
 
 def _track_sum(rows: list[dict[str, Any]], track: str) -> int:
-    return round(sum(_value(r) for r in rows if r["metric"].get("track") == track))
+    return round(sum(sample_value(r) for r in rows if r["metric"].get("track") == track))
 
 
-def _over(buckets: dict[float, float], edge: float, key: str) -> int:
+def requests_over(buckets: dict[float, float], edge: float, key: str) -> int:
     if not buckets:
         return 0      # no request on this track yet
     total = buckets.get(math.inf)
@@ -171,12 +170,12 @@ def _over(buckets: dict[float, float], edge: float, key: str) -> int:
     return max(round(total - below), 0)
 
 
-def _value(row: dict[str, Any]) -> float:
+def sample_value(row: dict[str, Any]) -> float:
     v = float(row["value"][1])
     return v if math.isfinite(v) else 0.0
 
 
-def _le(row: dict[str, Any]) -> float:
+def bucket_edge(row: dict[str, Any]) -> float:
     return float(row["metric"].get("le", "+Inf"))
 
 
