@@ -153,8 +153,12 @@ def test_crash_matrix_two_models_at_once(stack):
     assert 1 <= log.count('"quantize job starting"') <= 2     # a kill while quantizing starts it again
     once = [s for s in starts if not s[1].endswith("-eval-build")]
     assert len(once) == len(set(once)), f"a server was started twice: {starts}"
-    assert {(d["model"], d["version"]) for d in deployments(stack) if d["state"] in ("starting", "ready")} == \
-        {(MODEL, a_final["status"]["deployment"]["version"]), (MODEL_B, "1")}, deployments(stack)
+    # the API shows a phase once saved; its effects (the old stable's server stopped) follow it
+    champions = {(MODEL, a_final["status"]["deployment"]["version"]), (MODEL_B, "1")}
+    try:
+        wait_for(lambda: live_servers(stack) == champions, 60)
+    except TimeoutError:
+        raise AssertionError(f"left running: {deployments(stack)}") from None
     assert (MODEL, served) in starts + pool_starts(stack, "pool.adopt"), "the candidate was never started nor adopted"
     versions = stack.registry.list_versions(MODEL)      # v1, v2 and one build: never a second build
     assert sorted(v.version for v in versions) == ["1", "2", "3"], versions
@@ -279,8 +283,7 @@ def test_releases_started_and_aborted_from_the_mlflow_ui(stack):
     abort_from_ui(v4)
     assert stack.registry.get_alias(MODEL_B, "champion") == "1"
     assert stack.registry.get_alias(MODEL_B, "candidate") is None          # consumed when the release started
-    wait_for(lambda: {d["version"] for d in deployments(stack)
-                      if d["model"] == MODEL_B and d["state"] in ("starting", "ready")} == {"1"}, 60)
+    wait_for(lambda: {v for m, v in live_servers(stack) if m == MODEL_B} == {"1"}, 60)
 
 
 def events(stack, release: dict) -> list[dict]:
@@ -322,6 +325,11 @@ def deployments(stack) -> list[dict]:
     from sqlalchemy import create_engine, text
     with create_engine(stack.db_url).connect() as c:
         return [dict(r._mapping) for r in c.execute(text("SELECT model, version, pid, state FROM deployments"))]
+
+
+def live_servers(stack) -> set[tuple[str, str]]:
+    """(model, version) of each server starting or serving."""
+    return {(d["model"], d["version"]) for d in deployments(stack) if d["state"] in ("starting", "ready")}
 
 
 def pool_starts(stack, what: str = "pool.start") -> list[tuple[str, str]]:
