@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
-
 from controller.pools.base import Served
 from controller.ports import free_port, http_ok, pid_alive, stop_group
 from controller.store.deployments import DeploymentStore
@@ -43,7 +41,6 @@ class LocalVllmPool:
     # came up after other servers had just stopped); its normal silences last about a minute.
     STALL_SECONDS = 180.0
     STALL_RESTARTS = 2
-    CORE_SAMPLE_SECONDS = 0.5   # how long the cores' load is sampled when none is free
     fetches_checkpoints = False      # servers load the folder the controller downloaded
 
     def __init__(self, deployments: DeploymentStore, workdir: Path, *, device: str = "cpu",
@@ -153,12 +150,12 @@ class LocalVllmPool:
             return Served(row.model, row.version, row.url, "failed",
                           f"{why}, {restarts + 1} times; see {self._log_path(key)}")
         pid, url = self._start(key, row.model, row.version, Path(row.artifact),
-                               {"core": self._free_core(), **detail, "stall_restarts": restarts + 1})
+                               {**detail, "core": self._free_core(), "stall_restarts": restarts + 1})
         log.warning("pool.restart_stalled", extra={"model": row.model, "version": row.version, "pid": pid,
                                                    "reason": why})
         return Served(row.model, row.version, url, "starting", f"restarted: {why}")
 
-    def _server_command(self, model: str, artifact_dir: Path, port: int, core: int) -> tuple[list[str], dict]:
+    def _server_command(self, model: str, artifact_dir: Path, port: int, core: int | None) -> tuple[list[str], dict]:
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(artifact_dir),
                "--served-model-name", model, "--host", "127.0.0.1", "--port", str(port),
                "--max-model-len", str(self._max_model_len), *self._extra_args]
@@ -172,10 +169,13 @@ class LocalVllmPool:
                 # the pool's extra args take precedence.
                 cmd.append("--enforce-eager")
             env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-            env["VLLM_CPU_OMP_THREADS_BIND"] = str(core)
+            if core is None:          # no core of its own: one unpinned thread the kernel places
+                env.update(VLLM_CPU_OMP_THREADS_BIND="nobind", OMP_NUM_THREADS="1")
+            else:
+                env["VLLM_CPU_OMP_THREADS_BIND"] = str(core)
         return cmd, env
 
-    def _spawn(self, model: str, artifact_dir: Path, port: int, key: str, core: int) -> subprocess.Popen:
+    def _spawn(self, model: str, artifact_dir: Path, port: int, key: str, core: int | None) -> subprocess.Popen:
         self._logs.mkdir(parents=True, exist_ok=True)
         cmd, env = self._server_command(model, artifact_dir, port, core)
         with open(self._log_path(key), "ab") as out:
@@ -193,16 +193,12 @@ class LocalVllmPool:
         """Cores pinned to live CPU servers (their OpenMP threads spin on them)."""
         return {(r.detail or {}).get("core") for r in self._deployments.live(self.name)} - {None}
 
-    def _free_core(self) -> int:
-        """Pin each CPU server to its own core so two servers do not fight over the same one; with
-        none free, to the least busy core now: a server pinned beside one answering requests was
-        starved (its worker got 51 ms of CPU in 155 s while the other's spun at 93 %)."""
-        cores = sorted(os.sched_getaffinity(0))
-        free = [c for c in cores if c not in self.busy_cores()]
-        if free:
-            return free[0]
-        busy = psutil.cpu_percent(interval=self.CORE_SAMPLE_SECONDS, percpu=True)
-        return min(cores, key=lambda c: busy[c] if c < len(busy) else 100.0)
+    def _free_core(self) -> int | None:
+        """A core no other CPU server is pinned to, so two servers do not fight over one; None when
+        every core is taken. (Pinned beside a server answering requests, a starting server's worker
+        got 51 ms of CPU in 155 s and never came up; left to the kernel it started in 83 s.)"""
+        busy = self.busy_cores()
+        return next((c for c in sorted(os.sched_getaffinity(0)) if c not in busy), None)
 
     def _log_path(self, key: str) -> Path:
         return self._logs / (key.replace(":", "_").replace("/", "_") + ".log")

@@ -1,40 +1,51 @@
-"""The local pool pins each CPU server to a core of its own, and to the least busy core when
-none is free (a server pinned beside one answering requests was starved)."""
+"""The local pool pins each CPU server to a core of its own; with every core taken, a new server is
+left unpinned (pinned beside a server answering requests, a starting server never came up)."""
 import os
 import subprocess
-import sys
 
 from tests.support.pool import make_local_pool
 
-SPIN = [sys.executable, "-c", "while True: pass"]
 
-
-def _record(pool, tmp_path, version: str, core: int) -> None:
+def _record(pool, tmp_path, version: str, core: int | None, state: str = "ready", pid: int | None = None) -> None:
     pool._deployments.put(f"local:m:{version}", pool=pool.name, model="m", version=version,
-                          artifact=str(tmp_path), url="http://127.0.0.1:1", pid=os.getpid(),
-                          state="ready", detail={"core": core})
+                          artifact=str(tmp_path), url="http://127.0.0.1:1", pid=pid or os.getpid(),
+                          state=state, detail={"core": core})
 
 
-def test_a_free_core_is_taken_first(tmp_path):
+def _bind(pool, tmp_path) -> dict:
+    """The OpenMP settings the next server would start with."""
+    _, env = pool._server_command("m", tmp_path, 8000, pool._free_core())
+    return {k: env.get(k) for k in ("VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS")}
+
+
+def test_each_server_gets_a_free_core_then_none_is_pinned(tmp_path):
     pool = make_local_pool(tmp_path)
     cores = sorted(os.sched_getaffinity(0))
-    assert pool._free_core() == cores[0]
-    _record(pool, tmp_path, "1", cores[0])
-    if len(cores) > 1:
-        assert pool._free_core() == cores[1]
-
-
-def test_with_every_core_taken_the_least_busy_one_is_chosen(tmp_path):
-    pool = make_local_pool(tmp_path)
-    cores = sorted(os.sched_getaffinity(0))
-    assert len(cores) >= 2, "this machine's CI has two cores"
     for i, core in enumerate(cores):
+        assert pool._free_core() == core
+        assert _bind(pool, tmp_path)["VLLM_CPU_OMP_THREADS_BIND"] == str(core)
         _record(pool, tmp_path, str(i), core)
-    for spun in (cores[0], cores[-1]):           # whichever core is kept busy, the other is chosen
-        spinner = subprocess.Popen(SPIN)
-        try:
-            os.sched_setaffinity(spinner.pid, {spun})
-            assert pool._free_core() != spun
-        finally:
-            spinner.kill()
-            spinner.wait()
+    assert pool._free_core() is None
+    assert _bind(pool, tmp_path) == {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"}
+    _record(pool, tmp_path, "unpinned", None)                  # an unpinned server holds no core
+    _record(pool, tmp_path, "0", cores[0], state="stopped")    # a stopped one frees its core
+    assert pool._free_core() == cores[0]
+
+
+def test_a_stalled_server_is_restarted_on_a_free_core_not_its_old_one(tmp_path, monkeypatch):
+    pool = make_local_pool(tmp_path, stall_seconds=0.0)
+    cores = sorted(os.sched_getaffinity(0))
+    starts = []
+    monkeypatch.setattr(pool, "_spawn", lambda model, art, port, key, core: starts.append(core) or _Proc())
+    for i, core in enumerate(cores[1:]):
+        _record(pool, tmp_path, f"other{i}", core)
+    hung = subprocess.Popen(["true"])            # stands for the hung server, whose group is stopped
+    hung.wait()
+    _record(pool, tmp_path, "1", cores[0], state="starting", pid=hung.pid)   # on the first core, silent
+    pool._restart_stalled("local:m:1", pool._deployments.get("local:m:1"))
+    assert starts == [None]          # every core held (its own by the hung start): left unpinned
+    assert pool._deployments.get("local:m:1").detail == {"core": None, "stall_restarts": 1}
+
+
+class _Proc:
+    pid = os.getpid()
