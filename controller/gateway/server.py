@@ -29,9 +29,14 @@ def build_app(state: GatewayState) -> web.Application:
     return app
 
 
+UPSTREAM_IDLE_SECONDS = 4.0   # below vLLM's (uvicorn's) 5 s keep-alive
+
+
 async def _start_background(app: web.Application) -> None:
-    # One pooled client for every upstream; no per-request session setup on the hot path.
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+    # One pooled client for every upstream; no per-request session setup on the hot path. Idle
+    # connections are dropped before the upstream's keep-alive ends (5 s in vLLM's server; aiohttp
+    # keeps them 15 s): a request sent on one the upstream is closing fails with a reset, a 502.
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=UPSTREAM_IDLE_SECONDS)
     app[SESSION] = aiohttp.ClientSession(connector=connector, auto_decompress=False)
     await app[SHADOW].start(app[SESSION])
     await app[STATE].audit.start()

@@ -19,6 +19,7 @@ class FakeOpenAI:
         self.reply, self.delay_s, self.status = reply, delay_s, status
         self.chunk_delay_s, self.usage = chunk_delay_s, usage
         self.bodies: list[dict] = []
+        self.client_ports: list[int] = []     # the source port of each request's connection
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -58,6 +59,7 @@ class FakeOpenAI:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.bodies.append(body)
+        self.client_ports.append(request.transport.get_extra_info("peername")[1])
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.status != 200:

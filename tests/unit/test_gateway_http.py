@@ -301,3 +301,18 @@ def test_a_connection_the_upstream_closed_without_answering_is_retried_once_on_a
             assert sample(gw, "relctl_errors_total", **live("stable", "1", error_class="http_5xx")) == 0
     finally:
         listener.close()
+
+
+def test_an_idle_upstream_connection_is_dropped_before_vllms_keep_alive_ends(gw, fakes):
+    """vLLM's server closes a connection idle for 5 s; a request the gateway sent on one just then
+    failed with a reset (a 502 served). The gateway drops idle connections sooner, reuses busy ones."""
+    from controller.gateway.server import UPSTREAM_IDLE_SECONDS
+
+    put_route(gw, fakes)
+    for _ in range(2):
+        assert httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT).status_code == 200
+    time.sleep(UPSTREAM_IDLE_SECONDS + 0.5)           # idle longer than the gateway keeps it, under 5 s
+    assert httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT).status_code == 200
+    ports = fakes[0].client_ports
+    assert UPSTREAM_IDLE_SECONDS + 0.5 < 5.0
+    assert ports[0] == ports[1] and ports[2] != ports[1], ports
