@@ -20,7 +20,8 @@ log = logging.getLogger("controller.gateway")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m controller.gateway", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--port", type=int, required=True,
+                   help="port to listen on; 0 picks a free one, announced in the ready line")
     p.add_argument("--admin-token-env", default="RELCTL_GATEWAY_TOKEN",
                    help="name of the environment variable holding the admin bearer token")
     p.add_argument("--db-url", default=None, help="SQLAlchemy URL of the store for audit records")
@@ -67,6 +68,7 @@ async def serve(state: GatewayState, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    port = runner.addresses[0][1]       # the bound port: differs from the argument when that was 0
     log.info("gateway ready", extra={"url": f"http://{host}:{port}"})
     print(f"relctl gateway ready on http://{host}:{port}", flush=True)
     try:

@@ -6,9 +6,6 @@ the judge; real vLLM is the e2e suite's job). Detection times are printed and re
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -20,10 +17,11 @@ from aiohttp import web
 from controller.analysis.analyzer import Analyzer
 from controller.analysis.providers.prometheus import PrometheusProvider
 from controller.analysis.types import Decision
-from controller.ports import free_port, wait_http
+from controller.ports import free_port
 from controller.traffic.base import Backend, Fault, RouteSpec
 from controller.traffic.embedded import EmbeddedGatewayRouter
 from policies.analysis import AnalysisPolicy
+from tests.support.gateway_process import GatewayProcess
 from tests.support.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.integration
@@ -99,16 +97,12 @@ class Load:
 def stack(tmp_path_factory):
     prom = PrometheusServer(tmp_path_factory.mktemp("prometheus")).start()
     upstream = Upstream().start()
-    port = free_port()
-    gateway = subprocess.Popen([sys.executable, "-m", "controller.gateway", "--port", str(port),
-                                "--log-level", "WARNING"], env={**os.environ, "RELCTL_GATEWAY_TOKEN": TOKEN})
+    gateway = GatewayProcess(tmp_path_factory.mktemp("gateway"), TOKEN, "--log-level", "WARNING").start()
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", 30, what="metrics stub")
-        prom.add_target(f"127.0.0.1:{port}", name="gateway")
-        yield prom, f"http://127.0.0.1:{port}", EmbeddedGatewayRouter(f"http://127.0.0.1:{port}", TOKEN), upstream
+        prom.add_target(f"127.0.0.1:{gateway.port}", name="gateway")
+        yield prom, gateway.url, EmbeddedGatewayRouter(gateway.url, TOKEN), upstream
     finally:
-        gateway.terminate()
-        gateway.wait(10)
+        gateway.stop()
         upstream.stop()
         prom.stop()
 

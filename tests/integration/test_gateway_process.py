@@ -6,12 +6,8 @@ answers does not matter here). Real vLLM behind the gateway is in tests/e2e.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,12 +17,12 @@ from controller.ports import free_port
 from controller.store.models import AuditRow, Base
 from controller.traffic.base import Backend, Fault, RouteSpec
 from controller.traffic.embedded import EmbeddedGatewayRouter
+from tests.support.gateway_process import GatewayProcess
 from tests.support.prometheus import PrometheusServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180),
               pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx missing: apt-get install -y nginx")]
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "integration-token"
 REPLY = json.dumps({"object": "chat.completion", "choices": [{"index": 0, "message": {
     "role": "assistant", "content": "static answer"}}], "usage": {"prompt_tokens": 4, "completion_tokens": 2}})
@@ -66,33 +62,22 @@ def _wait(cond, timeout: float = 15.0) -> None:
     raise TimeoutError("condition not met")
 
 
-def start_gateway(port: int, db_url: str, env_token: str | None = TOKEN) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "RELCTL_GATEWAY_TOKEN"}
-    env["PYTHONPATH"] = str(ROOT)
-    if env_token:
-        env["RELCTL_GATEWAY_TOKEN"] = env_token
-    return subprocess.Popen([sys.executable, "-m", "controller.gateway", "--host", "127.0.0.1",
-                             "--port", str(port), "--db-url", db_url],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
 def test_missing_admin_token_is_a_clear_startup_error(tmp_path):
-    proc = start_gateway(free_port(), f"sqlite:///{tmp_path}/a.db", env_token=None)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2 and "RELCTL_GATEWAY_TOKEN" in err
+    gw = GatewayProcess(tmp_path, None, "--db-url", f"sqlite:///{tmp_path}/a.db")
+    with pytest.raises(AssertionError, match="exited with code 2"):
+        gw.start()
+    assert "RELCTL_GATEWAY_TOKEN" in gw.log.read_text()
 
 
 def test_gateway_process_metrics_in_prometheus_and_audit_in_store(upstream, tmp_path):
     db_url = f"sqlite:///{tmp_path}/store.db"
     engine = create_engine(db_url)
     Base.metadata.create_all(engine)
-    port = free_port()
-    gw = start_gateway(port, db_url)
+    gw = GatewayProcess(tmp_path, TOKEN, "--db-url", db_url).start()
     prom = PrometheusServer(tmp_path / "prom").start()
     try:
-        assert "ready" in gw.stdout.readline()       # printed only once the socket listens
-        base = f"http://127.0.0.1:{port}"
-        prom.add_target(f"127.0.0.1:{port}", {"job": "relctl-gateway"})
+        base = gw.url
+        prom.add_target(f"127.0.0.1:{gw.port}", {"job": "relctl-gateway"})
         router = EmbeddedGatewayRouter(base, TOKEN)
         router.apply(RouteSpec(model="tiny", release_id="rel-int", weights={"stable": 50, "candidate": 50},
                                backends=(Backend("stable", upstream, "1"), Backend("candidate", upstream, "2"))))
@@ -109,11 +94,9 @@ def test_gateway_process_metrics_in_prometheus_and_audit_in_store(upstream, tmp_
         reqs = prom.query('sum by (track) (relctl_requests_total{release="rel-int"})')
         assert {s["metric"]["track"]: float(s["value"][1]) for s in reqs} == {"stable": 40 - failed,
                                                                            "candidate": failed}
-        gw.send_signal(signal.SIGTERM)
-        assert gw.wait(15) == 0
+        assert gw.stop() == 0                   # SIGTERM: a clean exit
     finally:
-        if gw.poll() is None:
-            gw.kill()
+        gw.stop()
         prom.stop()
     with engine.connect() as conn:             # the last batch is flushed on shutdown
         counts = dict(conn.execute(select(AuditRow.track, func.count()).group_by(AuditRow.track)).all())

@@ -21,10 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import os
 import random
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -43,7 +40,7 @@ from controller.k8s.api import KubeApi, api_client
 from controller.k8s.leader import LeaderElector
 from controller.k8s.quantize_job import job_name
 from controller.k8s.settings import KubernetesSettings
-from controller.ports import free_port, stop_process
+from controller.ports import free_port
 from controller.reconcile.context import utc_now
 from controller.reconcile.workers import ReleaseWorkers
 from controller.registry import conventions as rc
@@ -53,12 +50,12 @@ from controller.traffic.gateway_api import GatewayApiRouter
 from policies.loader import load_policy
 from tests.conftest import make_controller
 from tests.fakes import FakeRegistry
+from tests.support.gateway_process import GatewayProcess
 from tests.support.k8s_emulator import PASSING_FIGURES, KubeEmulator, Kubelet, job_exits
 from tests.support.prometheus import PrometheusServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-ROOT = Path(__file__).resolve().parents[2]
 NS = "relctl"
 TOKEN = "k8s-release-token"
 MODELS = ("good", "bad", "lease")
@@ -181,24 +178,19 @@ def stack(tmp_path_factory):
                   kubernetes={"standby_seconds": 0})
     (tmp / "policy.yaml").write_text(yaml.safe_dump(policy))
     pods = Pods()
-    port = free_port()
-    gateway = subprocess.Popen([sys.executable, "-m", "controller.gateway", "--host", "127.0.0.1",
-                                "--port", str(port)],
-                               stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT), "RELCTL_GATEWAY_TOKEN": TOKEN})
+    gateway = GatewayProcess(tmp / "gateway", TOKEN).start()
     prom = PrometheusServer(tmp / "prometheus").start()
     with KubeEmulator() as emu:
         kubelet = Kubelet(emu, ready_after=1.0, on_pod=pods.start).run()
         kubeconfig = emu.write_kubeconfig(tmp / "kubeconfig")
         try:
-            assert "ready" in gateway.stdout.readline()
-            prom.add_target(f"127.0.0.1:{port}", name="gateway")
-            load = Load(f"http://127.0.0.1:{port}", MODELS)
-            yield Stack(emu, prom, f"http://127.0.0.1:{port}", pods, kubeconfig, tmp / "policy.yaml")
+            prom.add_target(f"127.0.0.1:{gateway.port}", name="gateway")
+            load = Load(gateway.url, MODELS)
+            yield Stack(emu, prom, gateway.url, pods, kubeconfig, tmp / "policy.yaml")
             load.stop()
         finally:
             kubelet.stop()
-            stop_process(gateway)
+            gateway.stop()
             prom.stop()
 
 

@@ -9,12 +9,8 @@ and the registry.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,16 +18,15 @@ import pytest
 from controller.analysis.providers.prometheus import PrometheusProvider
 from controller.domain.phases import Phase
 from controller.pools.base import Served
-from controller.ports import free_port, stop_process
 from controller.reconcile.loop import reconcile
 from controller.traffic.embedded import EmbeddedGatewayRouter
 from tests.conftest import make_controller
 from tests.fakes import FakePool, FakeRegistry
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.gateway_process import GatewayProcess
 from tests.support.prometheus import PrometheusServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "outage-gateway-token"
 MODEL = "chat"
 POLICY = {"name": "outage", "quantize": {"enabled": False}, "shadow": {"duration_seconds": 0},
@@ -50,26 +45,6 @@ class UpstreamPool(FakePool):
         served = super().ensure(model, version, artifact_dir)
         self.servers[(model, version)] = Served(model, version, self.url, served.state)
         return self.servers[(model, version)]
-
-
-class Gateway:
-    def __init__(self, workdir: Path):
-        self.port, self.workdir, self.proc = free_port(), workdir, None
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "Gateway":
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "RELCTL_GATEWAY_TOKEN": TOKEN}
-        self.proc = subprocess.Popen([sys.executable, "-m", "controller.gateway", "--port", str(self.port),
-                                      "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True, env=env)
-        assert "ready" in self.proc.stdout.readline()        # printed once the socket listens
-        return self
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        stop_process(self.proc)
 
 
 class Load:
@@ -105,7 +80,7 @@ def _count(prom: PrometheusServer, release: str, track: str) -> float:
 
 def test_gateway_restart_restores_weights_in_one_tick_and_resets_the_window(tmp_path):
     upstream = FakeOpenAI().start()
-    gateway = Gateway(tmp_path).start()
+    gateway = GatewayProcess(tmp_path / "gateway", TOKEN, "--log-level", "WARNING").start()
     prom = PrometheusServer(tmp_path / "prometheus").start()
     router = EmbeddedGatewayRouter(gateway.url, TOKEN)
     ctx = make_controller(tmp_path, router=router, pool=UpstreamPool(upstream.url),

@@ -9,9 +9,6 @@ without running a fire time twice, and raises drift once the upstream answers wr
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +19,6 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from mlflow import MlflowClient
 from prometheus_client import REGISTRY
 
-from controller.ports import free_port
 from controller.reconcile.context import utc_now
 from controller.registry.mlflow_registry import MlflowRegistry
 from controller.scheduler import evaluations as ev
@@ -33,23 +29,15 @@ from controller.traffic.base import Backend, RouteSpec
 from controller.traffic.embedded import EmbeddedGatewayRouter
 from policies.evaluation import EvaluationPolicy
 from tests.conftest import make_controller
+from tests.support.gateway_process import GatewayProcess
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.mlflow_server import mlflow_server  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "eval-token"
 MODEL = "evaltiny"
 INTERVAL = 3
-
-
-def _gateway(port: int, db_url: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RELCTL_GATEWAY_TOKEN": TOKEN}
-    proc = subprocess.Popen([sys.executable, "-m", "controller.gateway", "--host", "127.0.0.1", "--port", str(port),
-                             "--db-url", db_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    assert "ready" in proc.stdout.readline()
-    return proc
 
 
 def _checkpoint(folder: Path) -> Path:
@@ -94,9 +82,8 @@ def test_scheduled_evaluation_through_the_gateway(mlflow_server, tmp_path):  # n
     release = ctx.store.create(MODEL, version, None, {}, utc_now())
     db_url = f"sqlite:///{tmp_path / 'relctl.db'}"          # migrated by make_controller; the gateway audits here
     upstream = FakeOpenAI("Paris").start()
-    port = free_port()
-    gateway = _gateway(port, db_url)
-    base = f"http://127.0.0.1:{port}"
+    gateway = GatewayProcess(tmp_path / "gateway", TOKEN, "--db-url", db_url).start()
+    base = gateway.url
     policy = SimpleNamespace(validators=[{"type": "regex", "pattern": "^[A-Z]"}], evaluation=EvaluationPolicy(
         interval_seconds=INTERVAL, suites=[str(suite)], max_accuracy_drop_pct=10, max_compliance_drop_pct=10))
     settings = SimpleNamespace(database_url=lambda: db_url, gateway_admin_url=base, models=[])
@@ -137,8 +124,7 @@ def test_scheduled_evaluation_through_the_gateway(mlflow_server, tmp_path):  # n
             sched.shutdown(wait=True)
         ctx.jobs.join(30)
         ev.set_env(None)
-        gateway.terminate()
-        gateway.wait(15)
+        gateway.stop()
         upstream.stop()
 
 

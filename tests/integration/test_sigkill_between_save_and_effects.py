@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from controller.domain.phases import Phase
-from controller.ports import free_port, stop_process
 from controller.reconcile.loop import reconcile
 from controller.traffic.embedded import EmbeddedGatewayRouter
 from tests.conftest import make_controller
+from tests.support.gateway_process import GatewayProcess
 from tests.support.kill_between_save_and_effects import candidate_weight
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -30,16 +30,11 @@ TOKEN = "sigkill-token"
 
 @pytest.fixture
 def gateway(tmp_path):
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RELCTL_GATEWAY_TOKEN": TOKEN}
-    proc = subprocess.Popen([sys.executable, "-m", "controller.gateway", "--host", "127.0.0.1", "--port", str(port),
-                             "--db-url", f"sqlite:///{tmp_path}/gateway.db"],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    proc = GatewayProcess(tmp_path / "gateway", TOKEN, "--db-url", f"sqlite:///{tmp_path}/gateway.db").start()
     try:
-        assert "ready" in proc.stdout.readline()       # printed once the socket listens
-        yield f"http://127.0.0.1:{port}"
+        yield proc.url
     finally:
-        stop_process(proc)
+        proc.stop()
 
 
 def test_sigkill_after_the_save_leaves_the_decision_to_the_next_controller(tmp_path, gateway):
