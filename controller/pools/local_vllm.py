@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from controller.pools.base import Served
 from controller.ports import free_port, http_ok, pid_alive, stop_group
 from controller.store.deployments import DeploymentStore
@@ -19,6 +21,7 @@ from controller.store.deployments import DeploymentStore
 log = logging.getLogger(__name__)
 
 QUANTIZED = ("awq", "compressed-tensors")
+SERVER_MARK = "RELCTL_POOL_SERVER"      # set in each server's environment: which pool started it
 NO_CPU_KERNEL = ("vLLM's CPU build has its 4-bit kernel (CPUWNA16) only for CPUs with AVX-512; this "
                  "CPU has none, so 4-bit builds are served on GPU pools or AVX-512 CPUs")
 
@@ -54,6 +57,7 @@ class LocalVllmPool:
         self._extra_args = extra_args
         self._stall_seconds = stall_seconds
         self._children: dict[str, subprocess.Popen] = {}
+        self._mark = f"{name}@{self._logs.resolve()}"
 
     def can_serve(self, quantization: str | None) -> tuple[bool, str]:
         if quantization in (None, "", "none"):
@@ -88,6 +92,26 @@ class LocalVllmPool:
             raise
         return proc.pid, url
 
+    def reap_orphans(self) -> None:
+        """Stop servers this pool started but never recorded: a controller killed between spawning
+        a server and saving its row leaves one behind, serving nobody, holding memory and maybe a
+        core. Run when no server is being started: at the controller's start, and in stop_all."""
+        recorded = {row.pid for row in self._deployments.live(self.name)}
+        for group in self._marked_groups() - recorded:
+            log.warning("pool.orphan_stopped", extra={"pgid": group})
+            stop_group(group)
+
+    def _marked_groups(self) -> set[int]:
+        """Process groups (one per server, led by its pid) whose environment carries this pool's mark."""
+        groups = set()
+        for proc in psutil.process_iter():
+            try:
+                if proc.environ().get(SERVER_MARK) == self._mark:
+                    groups.add(os.getpgid(proc.pid))
+            except (psutil.Error, ProcessLookupError):
+                continue                 # exited meanwhile, or not ours to read
+        return groups
+
     def adopt(self, model: str, label: str, version: str) -> bool:
         src, dst = self._key(model, label), self._key(model, version)
         if not self._deployments.move(src, dst, version):
@@ -117,6 +141,7 @@ class LocalVllmPool:
     def stop_all(self) -> None:
         for row in self._deployments.live(self.name):
             self.stop(row.model, row.version)
+        self.reap_orphans()
 
     def _observe(self, key: str, model: str, version: str, url: str, state: str) -> Served:
         row = self._deployments.get(key)
@@ -159,7 +184,7 @@ class LocalVllmPool:
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(artifact_dir),
                "--served-model-name", model, "--host", "127.0.0.1", "--port", str(port),
                "--max-model-len", str(self._max_model_len), *self._extra_args]
-        env = dict(os.environ)
+        env = {**os.environ, SERVER_MARK: self._mark}
         if self.device == "cpu":
             cmd += ["--dtype", cpu_dtype()]
             if not any(a.startswith(("--compilation-config", "-O", "-cc")) for a in self._extra_args):
@@ -209,4 +234,6 @@ class LocalVllmPool:
 
 def build(settings, sessions) -> LocalVllmPool:
     """Backend factory (controller.backends): vLLM servers as processes on this machine."""
-    return LocalVllmPool(DeploymentStore(sessions), settings.workdir, device=settings.pool_device)
+    pool = LocalVllmPool(DeploymentStore(sessions), settings.workdir, device=settings.pool_device)
+    pool.reap_orphans()          # built as the controller starts: no server of ours is between spawn and save
+    return pool

@@ -135,7 +135,7 @@ def test_crash_matrix_two_models_at_once(stack):
         for load in loads.values():
             load.stop()
     a_final, b_final = terminal(stack, MODEL), terminal(stack, MODEL_B)
-    assert a_final and b_final, f"not ended: {active_or_last(stack)}; kills so far {kills}"
+    assert a_final and b_final, f"not ended: {where_it_stood(stack)}; kills so far {kills}"
     assert a_final["phase"] == "succeeded", a_final
     assert b_final["phase"] == "rolled_back", b_final
     # every phase was hit (a phase can be passed between two polls only if it lasted under 50 ms)
@@ -159,6 +159,7 @@ def test_crash_matrix_two_models_at_once(stack):
         wait_for(lambda: live_servers(stack) == champions, 60)
     except TimeoutError:
         raise AssertionError(f"left running: {deployments(stack)}") from None
+    assert not unrecorded_servers(stack), "a server the store does not know of is running"
     assert (MODEL, served) in starts + pool_starts(stack, "pool.adopt"), "the candidate was never started nor adopted"
     versions = stack.registry.list_versions(MODEL)      # v1, v2 and one build: never a second build
     assert sorted(v.version for v in versions) == ["1", "2", "3"], versions
@@ -200,6 +201,19 @@ def active_or_last(stack) -> dict[str, dict]:
         status = row["status"]
         out[row["model"]] = {**row, "status": json.loads(status) if isinstance(status, str) else status or {}}
     return out
+
+
+def where_it_stood(stack) -> str:
+    """One short line per model (CI shows only the end of a failure): phase, the job's step, the
+    last events, and the pool's servers."""
+    out = []
+    for model, row in active_or_last(stack).items():
+        job = row["status"].get("job") or {}
+        events = stack.api("GET", f"/api/v1/releases/{row['id']}/events").json()[-3:]
+        out.append(f"{model} {where(row)} (job {job.get('step')}: {job.get('message', '')!r}; last events "
+                   f"{[(e['kind'], (e['reason'] or '')[:120]) for e in events]})")
+    servers = [(d["model"], d["version"], d["state"]) for d in deployments(stack)]
+    return f"{' | '.join(out)} | servers {servers}"
 
 
 def kill_server(stack, model: str, version: str) -> None:
@@ -330,6 +344,17 @@ def deployments(stack) -> list[dict]:
 def live_servers(stack) -> set[tuple[str, str]]:
     """(model, version) of each server starting or serving."""
     return {(d["model"], d["version"]) for d in deployments(stack) if d["state"] in ("starting", "ready")}
+
+
+def unrecorded_servers(stack) -> set[int]:
+    """Process groups of servers the pool started (its mark in their environment) that no live row records."""
+    from sqlalchemy.orm import sessionmaker
+
+    from controller.pools.local_vllm import LocalVllmPool
+    from controller.store.db import make_engine
+    from controller.store.deployments import DeploymentStore
+    pool = LocalVllmPool(DeploymentStore(sessionmaker(make_engine(stack.db_url))), stack.workdir)
+    return pool._marked_groups() - {d["pid"] for d in deployments(stack) if d["state"] in ("starting", "ready")}
 
 
 def pool_starts(stack, what: str = "pool.start") -> list[tuple[str, str]]:
