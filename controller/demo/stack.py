@@ -6,10 +6,12 @@ so a test can SIGKILL the controller and start it again on the same store.
 from __future__ import annotations
 
 import logging
+import re
 import os
 import secrets
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -38,7 +40,8 @@ class DemoStack:
         self.watch = watch or {MODEL: policy}     # model -> policy name or file
         self.api_token = secrets.token_urlsafe(16)
         self.gateway_token = secrets.token_urlsafe(16)
-        self.api_port, self.gateway_port = free_port(), free_port()
+        self.api_port = free_port()
+        self.gateway_port = 0           # picked by the gateway itself at its first start, kept after
         self.mlflow = self.prometheus = self.controller = self.gateway = self.alerts = None
         self._exit = ExitStack()
 
@@ -71,8 +74,11 @@ class DemoStack:
     def start_gateway(self) -> None:
         cmd = [sys.executable, "-m", "controller.gateway", "--host", "127.0.0.1", "--port", str(self.gateway_port),
                "--admin-token-env", "RELCTL_GATEWAY_TOKEN", "--db-url", self.db_url]
-        self.gateway = self._spawn(cmd, "gateway.log")
+        log = self.workdir / "gateway.log"
+        seen = log.stat().st_size if log.exists() else 0
+        self.gateway = self._spawn(cmd, log.name)
         self._exit.callback(lambda: stop_group(self.gateway.pid))
+        self.gateway_port = self._announced_port(log, seen, self.gateway)
         wait_http(f"{self.gateway_url}/healthz", 60, self.gateway, "gateway")
 
     def start_controller(self) -> None:
@@ -103,6 +109,22 @@ class DemoStack:
         LocalVllmPool(store, self.workdir).stop_all()
 
     # -- helpers -------------------------------------------------------------------------
+    @staticmethod
+    def _announced_port(log: Path, offset: int, proc: subprocess.Popen, timeout: float = 60.0) -> int:
+        """The port in the gateway's ready line (written to `log` after `offset`): a port picked here
+        beforehand could be taken by another process before the gateway's start-up reaches bind."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(log, "rb") as f:
+                f.seek(offset)
+                found = re.search(rb"gateway ready on http://[^:]+:(\d+)", f.read())
+            if found:
+                return int(found.group(1))
+            if proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with code {proc.returncode} before it was ready; see {log}")
+            time.sleep(0.2)
+        raise TimeoutError(f"gateway not ready after {timeout:.0f} s; see {log}")
+
     @property
     def db_url(self) -> str:
         return f"sqlite:///{(self.workdir / 'relctl.db').resolve()}"

@@ -130,6 +130,8 @@ def test_crash_matrix_two_models_at_once(stack):
                 stack.start_controller()
             if a and b and a["phase"] in TERMINAL and b["phase"] in TERMINAL:
                 break
+            if any(x and x["phase"] == "paused" for x in (a, b)):
+                break                      # waits for a person: fail now, with the reason, not at the deadline
             time.sleep(0.05)
     finally:
         for load in loads.values():
@@ -194,7 +196,7 @@ def active_or_last(stack) -> dict[str, dict]:
     """Each model's newest release, read from the store directly (fast enough to catch a one-tick phase)."""
     from sqlalchemy import create_engine, text
     with create_engine(stack.db_url).connect() as c:
-        rows = c.execute(text("SELECT id, model, phase, step_index, status, candidate_version FROM releases "
+        rows = c.execute(text("SELECT id, model, phase, step_index, status, candidate_version, reason FROM releases "
                               "ORDER BY created_at")).mappings().all()
     out = {}
     for row in rows:
@@ -210,8 +212,8 @@ def where_it_stood(stack) -> str:
     for model, row in active_or_last(stack).items():
         job = row["status"].get("job") or {}
         events = stack.api("GET", f"/api/v1/releases/{row['id']}/events").json()[-3:]
-        out.append(f"{model} {where(row)} (job {job.get('step')}: {job.get('message', '')!r}; last events "
-                   f"{[(e['kind'], (e['reason'] or '')[:120]) for e in events]})")
+        out.append(f"{model} {where(row)} ({row['reason']!r}; job {job.get('step')}: {job.get('message', '')!r}; "
+                   f"last events {[(e['kind'], (e['reason'] or '')[:120]) for e in events]})")
     servers = [(d["model"], d["version"], d["state"]) for d in deployments(stack)]
     return f"{' | '.join(out)} | servers {servers}"
 
