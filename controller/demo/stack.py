@@ -6,8 +6,8 @@ so a test can SIGKILL the controller and start it again on the same store.
 from __future__ import annotations
 
 import logging
-import re
 import os
+import re
 import secrets
 import subprocess
 import sys
