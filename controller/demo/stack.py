@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from controller.gateway.ready import announced_port
 from controller.ports import free_port, stop_group, wait_http
 
 log = logging.getLogger(__name__)
@@ -117,9 +117,9 @@ class DemoStack:
         while time.monotonic() < deadline:
             with open(log, "rb") as f:
                 f.seek(offset)
-                found = re.search(rb"gateway ready on http://[^:]+:(\d+)", f.read())
-            if found:
-                return int(found.group(1))
+                port = announced_port(f.read().decode(errors="replace"))
+            if port is not None:
+                return port
             if proc.poll() is not None:
                 raise RuntimeError(f"gateway exited with code {proc.returncode} before it was ready; see {log}")
             time.sleep(0.2)

@@ -10,6 +10,7 @@ import sys
 
 from aiohttp import web
 
+from controller.gateway.ready import ready_line
 from controller.gateway.server import build_app
 from controller.logs import setup_logging
 from controller.gateway.state import GatewayConfig, GatewayState
@@ -70,7 +71,7 @@ async def serve(state: GatewayState, host: str, port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     port = runner.addresses[0][1]       # the bound port: differs from the argument when that was 0
     log.info("gateway ready", extra={"url": f"http://{host}:{port}"})
-    print(f"relctl gateway ready on http://{host}:{port}", flush=True)
+    print(ready_line(host, port), flush=True)
     try:
         await stop.wait()
     finally:

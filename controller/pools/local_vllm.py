@@ -96,13 +96,14 @@ class LocalVllmPool:
         """Stop servers this pool started but never recorded: a controller killed between spawning
         a server and saving its row leaves one behind, serving nobody, holding memory and maybe a
         core. Run when no server is being started: at the controller's start, and in stop_all."""
-        recorded = {row.pid for row in self._deployments.live(self.name)}
-        for group in self._marked_groups() - recorded:
+        for group in self.unrecorded_groups():
             log.warning("pool.orphan_stopped", extra={"pgid": group})
             stop_group(group)
 
-    def _marked_groups(self) -> set[int]:
-        """Process groups (one per server, led by its pid) whose environment carries this pool's mark."""
+    def unrecorded_groups(self) -> set[int]:
+        """Process groups (one per server, led by its pid) carrying this pool's mark in their
+        environment that no live row records."""
+        recorded = {row.pid for row in self._deployments.live(self.name)}
         groups = set()
         for proc in psutil.process_iter():
             try:
@@ -110,7 +111,7 @@ class LocalVllmPool:
                     groups.add(os.getpgid(proc.pid))
             except (psutil.Error, ProcessLookupError):
                 continue                 # exited meanwhile, or not ours to read
-        return groups
+        return groups - recorded
 
     def adopt(self, model: str, label: str, version: str) -> bool:
         src, dst = self._key(model, label), self._key(model, version)

@@ -359,7 +359,7 @@ def unrecorded_servers(stack) -> set[int]:
     from controller.store.db import make_engine
     from controller.store.deployments import DeploymentStore
     pool = LocalVllmPool(DeploymentStore(sessionmaker(make_engine(stack.db_url))), stack.workdir)
-    return pool._marked_groups() - {d["pid"] for d in deployments(stack) if d["state"] in ("starting", "ready")}
+    return pool.unrecorded_groups()
 
 
 def pool_starts(stack, what: str = "pool.start") -> list[tuple[str, str]]:

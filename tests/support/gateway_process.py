@@ -7,11 +7,11 @@ Prometheus) before the gateway's Python start-up reaches `bind`. A restart reuse
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
+from controller.gateway.ready import announced_port
 from controller.ports import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,13 +41,12 @@ class GatewayProcess:
             self.proc = subprocess.Popen([sys.executable, "-m", "controller.gateway", "--host", "127.0.0.1",
                                           "--port", str(self.port), *self.args],
                                          stdout=subprocess.PIPE, stderr=err, text=True, env=env)
-        line = self.proc.stdout.readline()                   # printed only once the socket listens
-        found = re.search(r"ready on http://127\.0\.0\.1:(\d+)", line)
-        if not found:
+        port = announced_port(self.proc.stdout.readline())  # printed only once the socket listens
+        if port is None:
             self.proc.wait(10)
             raise AssertionError(f"gateway exited with code {self.proc.returncode} before it was ready; "
                                  f"stderr: {self.log.read_text()[-3000:]}")
-        self.port = int(found.group(1))
+        self.port = port
         return self
 
     def kill(self) -> None:
