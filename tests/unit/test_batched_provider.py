@@ -176,7 +176,7 @@ def test_readers_keep_the_newest_snapshot_while_one_refreshes():
         def grouped(self, metric, by, live_only=True, matchers="", at=None):
             if self.block:
                 self.entered.set()
-                assert self.go.wait(5)
+                assert self.go.wait(30)
             return super().grouped(metric, by, live_only, matchers, at)
 
     src, clock = Slow(), Clock()
@@ -185,7 +185,7 @@ def test_readers_keep_the_newest_snapshot_while_one_refreshes():
     src.candidate_errors, src.block = 5, True
     clock.t += 10                                                          # long stale: a refresh is due
     assert p.read("chat", "rel-0", {}).candidate.errors == 0               # the reader that starts it too
-    assert src.entered.wait(5)
+    assert src.entered.wait(30)
     assert p.read("chat", "rel-1", {}).candidate.errors == 0               # not queued behind the query
     src.go.set()
     p.join_refresh(5)

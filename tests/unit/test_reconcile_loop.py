@@ -129,7 +129,7 @@ def test_a_long_build_is_observed_never_awaited_and_an_abort_cancels_it(ctx, mon
     r = start(ctx, {"quantize": {"enabled": True}})
     tick(ctx, r.id)                                              # pending -> quantizing
     r = tick(ctx, r.id)                                          # starts the job, returns at once
-    assert started.wait(5) and r.phase == Phase.QUANTIZING
+    assert started.wait(30) and r.phase == Phase.QUANTIZING
     assert ctx.jobs.get(r.id, "build").state == "running"
     assert tick(ctx, r.id).status["job"]["state"] == "running"
     ctx.store.request_action(r.id, UserAction.ABORT, ctx.clock())
@@ -171,7 +171,7 @@ def test_a_stuck_release_never_delays_another(ctx, monkeypatch):
     workers = ReleaseWorkers(ctx, max_workers=4, slow_after_seconds=0.05)
     try:
         workers.tick()
-        assert blocked.wait(5)
+        assert blocked.wait(30)
         # the slow one is skipped while busy; another worker goes on. Ticked until the fast one has
         # been reconciled three times: a tick that lands while its reconcile is ending skips it.
         deadline = time.monotonic() + 20
@@ -263,7 +263,7 @@ def test_the_per_release_tick_series_is_dropped_once_a_release_has_ended(ctx):
 
     def last_tick():
         workers.kick(r.id)
-        assert workers.drain(5)
+        assert workers.drain(30)
         return REGISTRY.get_sample_value("relctl_release_last_tick_seconds", {"release": r.id})
     try:
         assert last_tick() is not None
@@ -282,22 +282,22 @@ def test_a_release_with_new_evidence_is_reconciled_before_the_queue(ctx, monkeyp
     workers = ReleaseWorkers(ctx, max_workers=1)
     try:
         workers.kick(first.id)
-        assert blocked.wait(5)                           # the one worker is busy; the others queue up
+        assert blocked.wait(30)                           # the one worker is busy; the others queue up
         for r in queued:
             workers.kick(r.id)
         workers.hurry({queued[2].id, "rel-not-here"})
         unblock.set()
-        assert workers.drain(5)
+        assert workers.drain(30)
         assert order == [first.id, queued[2].id, queued[0].id, queued[1].id]
         blocked.clear()
         unblock.clear()
         workers.kick(first.id)
-        assert blocked.wait(5)
+        assert blocked.wait(30)
         workers.hurry({queued[1].id})                    # not queued yet: goes first when it is kicked
         workers.kick(queued[0].id)
         workers.kick(queued[1].id)
         unblock.set()
-        assert workers.drain(5)
+        assert workers.drain(30)
         assert order[-3:] == [first.id, queued[1].id, queued[0].id]
     finally:
         unblock.set()
