@@ -9,9 +9,9 @@ SILENT = [sys.executable, "-c", "import time; time.sleep(60)"]
 CHATTY = [sys.executable, "-u", "-c", "import time\nwhile True:\n    print('loading', flush=True)\n    time.sleep(0.1)"]
 
 
-def _pool(tmp_path, monkeypatch, command) -> LocalVllmPool:
-    """A local pool whose 'server' is `command`, with a 1 s stall limit."""
-    pool = make_local_pool(tmp_path, stall_seconds=1.0)
+def _pool(tmp_path, monkeypatch, command, stall_seconds: float = 1.0) -> LocalVllmPool:
+    """A local pool whose 'server' is `command`, with a short stall limit."""
+    pool = make_local_pool(tmp_path, stall_seconds=stall_seconds)
     monkeypatch.setattr(pool, "_server_command", lambda *args: (command, {}))
     return pool
 
@@ -39,11 +39,11 @@ def test_a_silent_start_is_restarted_then_failed(tmp_path, monkeypatch):
 
 
 def test_a_start_that_keeps_logging_is_left_alone(tmp_path, monkeypatch):
-    pool = _pool(tmp_path, monkeypatch, CHATTY)
+    pool = _pool(tmp_path, monkeypatch, CHATTY, stall_seconds=2.0)   # room for a slow interpreter start
     pool.ensure("m", "1", tmp_path)
     pid = pool._deployments.get("local:m:1").pid
     try:
-        time.sleep(2.5)
+        time.sleep(4.5)
         served = pool.status("m", "1")
         assert served.state == "starting" and pool._deployments.get("local:m:1").pid == pid
     finally:
