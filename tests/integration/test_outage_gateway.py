@@ -93,7 +93,7 @@ def test_gateway_restart_restores_weights_in_one_tick_and_resets_the_window(tmp_
             for _ in range(10):                              # deploy, canary at 50 %, the window's baseline
                 ctx.clock.advance(2)
                 r = reconcile(ctx, r.id)
-                ctx.jobs.join(5)      # the deployment's download job (a thread) ends before the next tick
+                ctx.jobs.join(30)      # the deployment's download job (a thread) ends before the next tick
                 if r.phase == Phase.CANARY and r.status["analysis"]["current"]["baseline"] is not None:
                     break
                 time.sleep(1.5)                              # a scrape or two between ticks

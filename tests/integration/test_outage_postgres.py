@@ -71,7 +71,7 @@ def _controller(sessions: sessionmaker, workdir: Path) -> Controller:
 
 
 def _tick(ctx: Controller, release_id: str):
-    ctx.jobs.join(5)                   # a download job is a real thread: let it finish between fast ticks
+    ctx.jobs.join(30)                   # a download job is a real thread: let it finish between fast ticks
     ctx.clock.advance(2)
     share = ctx.router.weight("chat")
     ctx.metrics.add("stable", round(50 * (100 - share) / 100))

@@ -81,7 +81,7 @@ def test_prometheus_down_is_inconclusive_then_pauses_never_promotes(tmp_path, ou
         for _ in range(10):                                   # deploy, canary, first window's baseline
             ctx.clock.advance(2)
             r = reconcile(ctx, r.id)
-            ctx.jobs.join(5)          # the deployment's download job (a thread) ends before the next tick
+            ctx.jobs.join(30)          # the deployment's download job (a thread) ends before the next tick
             if r.phase == Phase.CANARY and r.status["analysis"]["current"]["baseline"] is not None:
                 break
         assert r.phase == Phase.CANARY and r.status["verdict"]["decision"] == "continue", r.status.get("verdict")

@@ -76,7 +76,7 @@ def test_bad_candidate_fails_the_release_and_registers_nothing(ctx: Controller, 
         release = reconcile(ctx, release.id)
         if release.phase == Phase.FAILED:
             break
-        ctx.jobs.join(5)
+        ctx.jobs.join(30)
     assert release.phase == Phase.FAILED, release.reason
     assert release.reason.startswith("quantization failed") and message in release.reason
     assert [v.version for v in ctx.registry.list_versions(model)] == ["1", "2"]   # no build registered

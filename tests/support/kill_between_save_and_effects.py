@@ -42,6 +42,7 @@ def main(workdir: Path, gateway_url: str, token: str) -> None:
         r = loop.reconcile(ctx, r.id)
         if r.phase == Phase.CANARY and candidate_weight(router, "chat") > 0:
             break
+        ctx.jobs.join(30)    # the deployment's download job (a thread) ends before the next fast tick
     else:
         sys.exit(f"never reached a routed canary: {r.phase} {r.reason}")
     print(r.id, flush=True)

@@ -52,7 +52,7 @@ def job_ends(emu, release_id: str, result: dict | None, failed: str = "") -> Non
     job_exits(emu, NS, job_name(release_id), result, failed)
 
 
-def run_until(ctx, release_id: str, done, seconds: float = 10.0):
+def run_until(ctx, release_id: str, done, seconds: float = 30.0):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         ctx.clock.advance(2)
@@ -63,7 +63,7 @@ def run_until(ctx, release_id: str, done, seconds: float = 10.0):
     raise AssertionError(f"release stuck in {ctx.store.get(release_id).phase}: {ctx.store.get(release_id).reason}")
 
 
-def wait(cond, seconds: float = 5.0) -> None:
+def wait(cond, seconds: float = 15.0) -> None:
     deadline = time.monotonic() + seconds
     while not cond():
         assert time.monotonic() < deadline, "timed out"
@@ -97,7 +97,7 @@ def test_an_abort_deletes_the_job_and_nothing_is_registered(ctx, emu):
     ctx.store.request_action(r.id, UserAction.ABORT, ctx.clock())
     ctx.clock.advance(2)
     assert reconcile(ctx, r.id).phase == Phase.ABORTED
-    ctx.jobs.join(5)
+    ctx.jobs.join(30)
     assert ("DELETE", job_path(r.id)) in emu.writes() and emu.get(job_path(r.id)) is None
     delete = next(call for call in emu.calls if call.method == "DELETE")
     assert delete.body == {"propagationPolicy": "Foreground"}                  # its pod goes first

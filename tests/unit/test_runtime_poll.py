@@ -39,7 +39,7 @@ def test_the_champion_is_kept_serving_outside_a_release(ctx, tmp_path):
     seen, s = Seen(ctx.store._sessions), settings(tmp_path, "chat")
     for _ in range(3):                                        # download job, then start, then route
         poll_registry(ctx, s, seen)
-        ctx.jobs.join(5)
+        ctx.jobs.join(30)
     assert ctx.router.current("chat").backends[0].version == "1"
 
 

@@ -114,7 +114,7 @@ def test_champion_moved_back_to_an_earlier_champion_is_an_instant_rollback(ctx):
     assert ctx.champions.get("chat").version == "1"
     assert any(e["kind"] == "manual_rollback" for e in ctx.store.events(done.id))
     keep_champion_serving(ctx, "chat")                        # the keeper downloads, starts, then routes
-    ctx.jobs.join(5)
+    ctx.jobs.join(30)
     keep_champion_serving(ctx, "chat")
     keep_champion_serving(ctx, "chat")
     route = ctx.router.current("chat")
