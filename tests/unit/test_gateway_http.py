@@ -50,7 +50,7 @@ def live(track, version, **extra):
     return dict(model="tiny", version=version, track=track, release="rel-1", mode="live", **extra)
 
 
-def wait_for(cond, timeout=5.0):
+def wait_for(cond, timeout=15.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
