@@ -222,9 +222,15 @@ class LocalVllmPool:
     def _free_core(self) -> int | None:
         """A core no other CPU server is pinned to, so two servers do not fight over one; None when
         every core is taken. (Pinned beside a server answering requests, a starting server's worker
-        got 51 ms of CPU in 155 s and never came up; left to the kernel it started in 83 s.)"""
+        got 51 ms of CPU in 155 s and never came up; left to the kernel it started in 83 s.) An
+        unpinned server takes a core too -- the kernel's choice, so any of them: with as many live
+        servers as cores, none is free (a start pinned to the core such a server spun on was silent
+        for 180 s; the same start unpinned came up)."""
+        cores = sorted(os.sched_getaffinity(0))
+        if len(self._deployments.live(self.name)) >= len(cores):
+            return None
         busy = self.busy_cores()
-        return next((c for c in sorted(os.sched_getaffinity(0)) if c not in busy), None)
+        return next((c for c in cores if c not in busy), None)
 
     def _log_path(self, key: str) -> Path:
         return self._logs / (key.replace(":", "_").replace("/", "_") + ".log")

@@ -289,7 +289,7 @@ def test_releases_started_and_aborted_from_the_mlflow_ui(stack):
         wait_for(lambda: (release_of(version) or {}).get("phase") == "aborted", 120)
 
     v3, v4, v5 = [stack.registry.register_checkpoint(MODEL_B, stack.versions[1]) for _ in range(3)]
-    wait_for(lambda: stack.registry.get_alias(MODEL_B, "challenger") == v3, 400)   # deployed, in shadow
+    wait_for(lambda: stack.registry.get_alias(MODEL_B, "challenger") == v3, 600)   # deployed, in shadow
     abort_from_ui(v3)
     wait_for(lambda: release_of(v5), 60)            # the newest queued version is next...
     assert release_of(v4) is None                   # ...and the one between superseded
@@ -298,7 +298,7 @@ def test_releases_started_and_aborted_from_the_mlflow_ui(stack):
     created = wait_for(lambda: release_of(v4), 60)
     assert "alias_set" in created["reason"] or any("alias_set" in e["reason"] for e in events(stack, created)), \
         events(stack, created)
-    wait_for(lambda: stack.registry.get_alias(MODEL_B, "challenger") == v4, 400)
+    wait_for(lambda: stack.registry.get_alias(MODEL_B, "challenger") == v4, 600)
     abort_from_ui(v4)
     assert stack.registry.get_alias(MODEL_B, "champion") == "1"
     assert stack.registry.get_alias(MODEL_B, "candidate") is None          # consumed when the release started

@@ -1,5 +1,6 @@
-"""The local pool pins each CPU server to a core of its own; with every core taken, a new server is
-left unpinned (pinned beside a server answering requests, a starting server never came up)."""
+"""The local pool pins each CPU server to a core of its own; with every core taken -- by a pinned server
+or an unpinned one, which runs wherever the kernel puts it -- a new server is left unpinned (pinned
+beside a server answering requests, a starting server never came up)."""
 import os
 import subprocess
 
@@ -27,9 +28,11 @@ def test_each_server_gets_a_free_core_then_none_is_pinned(tmp_path):
         _record(pool, tmp_path, str(i), core)
     assert pool._free_core() is None
     assert _bind(pool, tmp_path) == {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"}
-    _record(pool, tmp_path, "unpinned", None)                  # an unpinned server holds no core
     _record(pool, tmp_path, "0", cores[0], state="stopped")    # a stopped one frees its core
     assert pool._free_core() == cores[0]
+    _record(pool, tmp_path, "unpinned", None)      # an unpinned one holds a core too: the kernel's choice
+    assert pool._free_core() is None
+    assert _bind(pool, tmp_path) == {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"}
 
 
 def test_a_stalled_server_is_restarted_on_a_free_core_not_its_old_one(tmp_path, monkeypatch):
